@@ -1,0 +1,49 @@
+"""Export trained PyTorch models to ONNX (with Cat Scanner metadata inside) for the runtime."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import onnx
+import torch
+
+from .backbones import BACKBONES, CatDetectorNet, load_backbone
+from .onnx_model import META_KEY
+
+
+def _export(model: torch.nn.Module, size: int, out: Path, output_names: list[str], meta: dict) -> Path:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    model = model.eval()
+    example = torch.zeros(1, 3, size, size)
+    dynamic = {"image": {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
+    with torch.no_grad():
+        torch.onnx.export(model, (example,), str(out), input_names=["image"], output_names=output_names,
+                          dynamic_axes=dynamic, opset_version=17, dynamo=False)
+    proto = onnx.load(str(out))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = META_KEY, json.dumps(meta)
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(out))
+    return out
+
+
+def export_detector(backbone: str, coef: list[float], intercept: float, threshold: float, out: Path,
+                    extra: dict | None = None) -> Path:
+    """The ImageNet backbone + fitted cat rule + activation map as one ONNX graph."""
+    spec = BACKBONES[backbone].preprocess
+    net = CatDetectorNet(load_backbone(backbone), coef, intercept)
+    meta = {"kind": "detector", "backbone": backbone, "preprocess": spec.to_dict(), "coef": coef,
+            "intercept": intercept, "threshold": threshold, **(extra or {})}
+    return _export(net, spec.size, out, ["cat_probability", "imagenet_logits", "cat_map"], meta)
+
+
+def export_breeds(checkpoint: str | Path, out: Path, extra: dict | None = None) -> Path:
+    """A trained breed checkpoint (``best.pt`` from ``catscan train``) as ONNX returning logits."""
+    from .train import load_breed_checkpoint
+
+    model, ckpt = load_breed_checkpoint(checkpoint)
+    meta = {"kind": "breeds", "backbone": ckpt["config"]["backbone"], "preprocess": ckpt["preprocess"],
+            "breeds": ckpt["breeds"], "temperature": ckpt["temperature"], "config": ckpt["config"],
+            "summary": ckpt["summary"], **(extra or {})}
+    return _export(model, ckpt["preprocess"]["size"], out, ["breed_logits"], meta)

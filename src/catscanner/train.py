@@ -1,0 +1,305 @@
+"""Fine-tune a breed classifier on the Oxford cats (PyTorch; ``pip install 'catscanner[train]'``).
+
+One command, ``catscan train``: a validation set is carved out of ``trainval`` (``test`` is never
+read here); every epoch saves a checkpoint (resumable), per-epoch metrics as JSON and a
+training-curve PNG; the best epoch on validation is kept, then a softmax temperature is fitted
+on validation for calibrated percentages.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageEnhance
+
+from .backbones import BACKBONES, BreedNet, load_backbone
+from .breeds import BREEDS
+from .data import read_split, stratified_holdout
+from .imaging import Preprocess, load_image, preprocess
+from .progress import progress_bar
+
+
+@dataclass
+class TrainConfig:
+    data: str = "../shared/data/oxford-iiit-pet"
+    out: str = "runs/breeds"
+    backbone: str = "efficientnet_lite0"
+    image_size: int = 0  # 0: the backbone's own size
+    head: str = "mlp3"
+    epochs: int = 12
+    batch_size: int = 32
+    lr_head: float = 1e-3
+    lr_backbone: float = 2e-4
+    weight_decay: float = 0.02
+    warmup_epochs: float = 1.0
+    label_smoothing: float = 0.1
+    mixup: float = 0.0  # Beta(alpha, alpha) mixup strength; 0 = off
+    crop_scale: float = 0.3  # RandomResizedCrop: smallest share of the image area
+    color_jitter: float = 0.2
+    val_fraction: float = 0.15
+    seed: int = 0
+    limit: int = 0  # >0: use only this many training photos (quick checks, tests)
+    threads: int = 2
+    weights: str | None = None  # local weights file for the backbone (ResNet-50)
+
+    @classmethod
+    def from_json(cls, path: str | Path, **overrides) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        raw = json.loads(Path(path).read_text())
+        bad = set(raw) - known
+        if bad:
+            raise ValueError(f"{path}: unknown config keys {sorted(bad)}")
+        return cls(**{**raw, **{k: v for k, v in overrides.items() if v is not None}})
+
+    def preprocess(self) -> Preprocess:
+        spec = BACKBONES[self.backbone].preprocess
+        if self.image_size and self.image_size != spec.size:
+            size = self.image_size
+            crop = size / (size + 32) if self.backbone.startswith("efficientnet") else spec.crop_fraction
+            spec = Preprocess(size, crop, spec.mean, spec.std, spec.resample)
+        return spec
+
+
+@dataclass
+class EpochMetrics:
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    val_loss: float
+    val_accuracy: float
+    lr_head: float
+    seconds: float
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class PhotoSet:
+    """Photos decoded once into memory (short side ~1.3x the model size) with their labels."""
+
+    def __init__(self, items, spec: Preprocess, desc: str):
+        keep = math.ceil(spec.size * 1.3)
+        self.images: list[Image.Image] = []
+        self.labels = np.array([it.label for it in items], dtype=np.int64)
+        self.names = [it.name for it in items]
+        for it in progress_bar(items, desc=f"decoding {desc}"):
+            img = load_image(it.path, draft_short_side=keep)
+            w, h = img.size
+            s = keep / min(w, h)
+            if s < 1:
+                img = img.resize((round(w * s), round(h * s)), Image.Resampling.BICUBIC)
+            self.images.append(img)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def augment(img: Image.Image, spec: Preprocess, cfg: TrainConfig, rng: random.Random) -> np.ndarray:
+    """RandomResizedCrop + horizontal flip + brightness/contrast/saturation jitter."""
+    w, h = img.size
+    area = w * h
+    for _ in range(10):
+        target = area * rng.uniform(cfg.crop_scale, 1.0)
+        ratio = math.exp(rng.uniform(math.log(3 / 4), math.log(4 / 3)))
+        cw, ch = round(math.sqrt(target * ratio)), round(math.sqrt(target / ratio))
+        if 0 < cw <= w and 0 < ch <= h:
+            x0, y0 = rng.randint(0, w - cw), rng.randint(0, h - ch)
+            break
+    else:
+        cw = ch = min(w, h)
+        x0, y0 = (w - cw) // 2, (h - ch) // 2
+    out = img.resize((spec.size, spec.size), Image.Resampling.BILINEAR, box=(x0, y0, x0 + cw, y0 + ch))
+    if rng.random() < 0.5:
+        out = out.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    j = cfg.color_jitter
+    if j > 0:
+        for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+            out = enhancer(out).enhance(rng.uniform(1 - j, 1 + j))
+    arr = np.asarray(out, dtype=np.float32)
+    arr = (arr - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return arr.transpose(2, 0, 1)
+
+
+def eval_batches(photos: PhotoSet, spec: Preprocess, batch_size: int):
+    for i in range(0, len(photos), batch_size):
+        x = np.stack([preprocess(img, spec) for img in photos.images[i:i + batch_size]])
+        yield torch.from_numpy(x), torch.from_numpy(photos.labels[i:i + batch_size])
+
+
+@torch.no_grad()
+def predict_logits(model: torch.nn.Module, photos: PhotoSet, spec: Preprocess, batch_size: int = 32) -> np.ndarray:
+    model.eval()
+    out = [model(x.contiguous(memory_format=torch.channels_last)) for x, _ in eval_batches(photos, spec, batch_size)]
+    return torch.cat(out).numpy()
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The softmax temperature that minimises validation NLL (temperature scaling)."""
+    z, y = torch.from_numpy(logits).double(), torch.from_numpy(labels)
+    grid = np.exp(np.linspace(math.log(0.3), math.log(5.0), 200))
+    nll = [F.cross_entropy(z / t, y).item() for t in grid]
+    return float(grid[int(np.argmin(nll))])
+
+
+def _lr_factor(step: int, total: int, warmup: int) -> float:
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def train(cfg: TrainConfig, resume: bool = False) -> Path:
+    """Train, keep the best epoch on validation, fit the temperature; returns ``best.pt``."""
+    torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    seed_everything(cfg.seed)
+    spec = cfg.preprocess()
+
+    items = read_split(cfg.data, "trainval")
+    train_items, val_items = stratified_holdout(items, cfg.val_fraction, cfg.seed)
+    if cfg.limit:
+        train_items = train_items[:: max(1, len(train_items) // cfg.limit)][: cfg.limit]
+        val_items = val_items[:: max(1, len(val_items) // max(12, cfg.limit // 4))]
+    train_set, val_set = PhotoSet(train_items, spec, "train"), PhotoSet(val_items, spec, "validation")
+
+    model = BreedNet(load_backbone(cfg.backbone, cfg.weights), len(BREEDS), cfg.head)
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": model.backbone.parameters(), "lr": cfg.lr_backbone},
+            {"params": model.head.parameters(), "lr": cfg.lr_head},
+        ],
+        weight_decay=cfg.weight_decay,
+    )
+    base_lrs = [cfg.lr_backbone, cfg.lr_head]
+    steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    warmup = int(cfg.warmup_epochs * steps_per_epoch)
+
+    history: list[dict] = []
+    start_epoch, best_acc = 0, -1.0
+    ckpt_path = out / "checkpoint.pt"
+    if resume and ckpt_path.exists():
+        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        start_epoch, history, best_acc = ckpt["epoch"] + 1, ckpt["history"], ckpt["best_accuracy"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        print(f"resumed from {ckpt_path} after epoch {start_epoch}")
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.time()
+        rng = random.Random(cfg.seed * 1000 + epoch)
+        order = list(range(len(train_set)))
+        rng.shuffle(order)
+        model.train()
+        seen = correct = 0
+        loss_sum = 0.0
+        bar = progress_bar(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}")
+        for b in bar:
+            step = epoch * steps_per_epoch + b
+            for g, base in zip(optimizer.param_groups, base_lrs):
+                g["lr"] = base * _lr_factor(step, total_steps, warmup)
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            x = torch.from_numpy(np.stack([augment(train_set.images[i], spec, cfg, rng) for i in idx]))
+            x = x.contiguous(memory_format=torch.channels_last)
+            y = torch.from_numpy(train_set.labels[idx])
+            if cfg.mixup > 0:
+                lam = float(np.random.default_rng(step + cfg.seed).beta(cfg.mixup, cfg.mixup))
+                perm = torch.randperm(len(idx))
+                logits = model(lam * x + (1 - lam) * x[perm])
+                loss = lam * F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing) + (
+                    1 - lam) * F.cross_entropy(logits, y[perm], label_smoothing=cfg.label_smoothing)
+            else:
+                logits = model(x)
+                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            seen += len(idx)
+            correct += (logits.argmax(1) == y).sum().item()
+            loss_sum += loss.item() * len(idx)
+            bar.set_postfix(loss=loss_sum / seen, acc=correct / seen)
+
+        val_logits = predict_logits(model, val_set, spec)
+        val_y = torch.from_numpy(val_set.labels)
+        val_loss = F.cross_entropy(torch.from_numpy(val_logits), val_y).item()
+        val_acc = float((val_logits.argmax(1) == val_set.labels).mean())
+        m = EpochMetrics(epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc,
+                         optimizer.param_groups[1]["lr"], time.time() - t0)
+        history.append(asdict(m))
+        print(f"epoch {m.epoch}: train loss {m.train_loss:.3f} acc {m.train_accuracy:.3f} | "
+              f"val loss {m.val_loss:.3f} acc {m.val_accuracy:.3f} | {m.seconds:.0f} s", flush=True)
+        if val_acc > best_acc:
+            best_acc = val_acc
+            torch.save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best_weights.pt")
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+                    "history": history, "best_accuracy": best_acc, "torch_rng": torch.get_rng_state(),
+                    "config": asdict(cfg)}, ckpt_path)
+        (out / "metrics.json").write_text(json.dumps({"config": asdict(cfg), "epochs": history}, indent=2))
+        plot_curves(history, out / "training_curves.png")
+
+    best = torch.load(out / "best_weights.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(best["model"])
+    val_logits = predict_logits(model, val_set, spec)
+    temperature = fit_temperature(val_logits, val_set.labels)
+    summary = {
+        "best_epoch": best["epoch"],
+        "val_accuracy": float((val_logits.argmax(1) == val_set.labels).mean()),
+        "temperature": temperature,
+        "train_photos": len(train_set),
+        "val_photos": len(val_set),
+    }
+    final = out / "best.pt"
+    torch.save({"model": model.state_dict(), "config": asdict(cfg), "preprocess": spec.to_dict(),
+                "breeds": list(BREEDS), "temperature": temperature, "summary": summary}, final)
+    (out / "metrics.json").write_text(
+        json.dumps({"config": asdict(cfg), "epochs": history, "summary": summary}, indent=2))
+    print(f"best epoch {summary['best_epoch']}: val accuracy {summary['val_accuracy']:.3f}, "
+          f"temperature {temperature:.2f} -> {final}")
+    return final
+
+
+def load_breed_checkpoint(path: str | Path) -> tuple[BreedNet, dict]:
+    """A trained :class:`BreedNet` (eval mode) and its metadata from ``best.pt``."""
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = ckpt["config"]
+    from .backbones import create_backbone
+
+    model = BreedNet(create_backbone(cfg["backbone"]), len(ckpt["breeds"]), cfg["head"])
+    model.load_state_dict(ckpt["model"])
+    return model.eval(), ckpt
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
+    a.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
+    a.set(xlabel="epoch", ylabel="loss", title="Loss")
+    b.plot(ep, [h["train_accuracy"] for h in history], "o-", label="train")
+    b.plot(ep, [h["val_accuracy"] for h in history], "o-", label="validation")
+    b.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
