@@ -96,3 +96,161 @@ def scan(
         if failed:
             err_console.print(f"[red]{failed} of {len(files)} photos could not be scanned.[/red]")
     raise typer.Exit(1 if failed else 0)
+
+
+# --------------------------------------------------------------------------- models: train / fit / export
+
+
+def _need_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        _fail("this command needs PyTorch: pip install torch==2.13.0 'catscanner[train]'")
+
+
+@app.command()
+def train(
+    data: Annotated[Path, typer.Option(help="Oxford-IIIT Pet folder (images/, annotations/).")] = Path("../shared/data/oxford-iiit-pet"),
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoints, metrics.json, training_curves.png.")] = Path("runs/breeds"),
+    config: Annotated[Optional[Path], typer.Option(help="JSON file with TrainConfig fields; flags override it.")] = None,
+    backbone: Annotated[Optional[str], typer.Option(help="efficientnet_lite0/1/2 or resnet50.")] = None,
+    image_size: Annotated[Optional[int], typer.Option(help="Input size (default: the backbone's own).")] = None,
+    head: Annotated[Optional[str], typer.Option(help="mlp3 (reference: 3 FC layers) or linear.")] = None,
+    epochs: Annotated[Optional[int], typer.Option()] = None,
+    batch_size: Annotated[Optional[int], typer.Option()] = None,
+    lr_head: Annotated[Optional[float], typer.Option(help="Learning rate of the new head.")] = None,
+    lr_backbone: Annotated[Optional[float], typer.Option(help="Learning rate of the pretrained backbone.")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option()] = None,
+    mixup: Annotated[Optional[float], typer.Option(help="Mixup Beta(a, a); 0 = off.")] = None,
+    crop_scale: Annotated[Optional[float], typer.Option(help="Smallest random-crop area share.")] = None,
+    color_jitter: Annotated[Optional[float], typer.Option()] = None,
+    seed: Annotated[Optional[int], typer.Option()] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Use only N training photos (quick checks).")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Local backbone weights (.pth) for resnet50.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")] = False,
+) -> None:
+    """Fine-tune the breed classifier on trainval (a validation set is carved out of it)."""
+    _need_torch()
+    from .train import TrainConfig, train as run_training
+
+    overrides = {k: v for k, v in dict(
+        data=str(data), out=str(out), backbone=backbone, image_size=image_size, head=head, epochs=epochs,
+        batch_size=batch_size, lr_head=lr_head, lr_backbone=lr_backbone, label_smoothing=label_smoothing,
+        mixup=mixup, crop_scale=crop_scale, color_jitter=color_jitter, seed=seed, limit=limit, weights=weights,
+    ).items() if v is not None}
+    cfg = TrainConfig.from_json(config, **overrides) if config else TrainConfig(**overrides)
+    run_training(cfg, resume=resume)
+
+
+@app.command("export-breeds")
+def export_breeds_cmd(
+    checkpoint: Annotated[Path, typer.Argument(help="best.pt written by catscan train.")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("src/catscanner/models/breeds.onnx"),
+) -> None:
+    """Export a trained breed checkpoint to ONNX for the scanner."""
+    _need_torch()
+    from .export import export_breeds
+
+    console.print(f"wrote {export_breeds(checkpoint, out)}")
+
+
+@app.command("fit-detector")
+def fit_detector_cmd(
+    data: Annotated[Path, typer.Option(help="Oxford-IIIT Pet folder.")] = Path("../shared/data/oxford-iiit-pet"),
+    backbone: Annotated[str, typer.Option()] = "efficientnet_lite0",
+    out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("src/catscanner/models/detector.onnx"),
+    target_recall: Annotated[float, typer.Option(help="Cat recall the threshold keeps in CV.")] = 0.995,
+) -> None:
+    """Fit the cat-detector rule on trainval (cats vs dogs) and export detector.onnx."""
+    _need_torch()
+    from .train import fit_detector
+
+    fit_detector(str(data), backbone, out, target_recall)
+    console.print(f"wrote {out}")
+
+
+@app.command("check-weights")
+def check_weights(
+    data: Annotated[Path, typer.Option(help="Oxford-IIIT Pet folder.")] = Path("../shared/data/oxford-iiit-pet"),
+    backbone: Annotated[list[str], typer.Option(help="Backbones to check (repeatable).")] = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"],
+    weights: Annotated[Optional[str], typer.Option(help="Local weights file (for resnet50).")] = None,
+) -> None:
+    """ImageNet top-1 on the Oxford dogs whose breed is an ImageNet class: proves weights are real."""
+    _need_torch()
+    from .evaluate import imagenet_dog_accuracy
+
+    table = Table(title="ImageNet top-1 on Oxford dog photos")
+    for col in ("backbone", "photos with an ImageNet class", "top-1"):
+        table.add_column(col)
+    for name in backbone:
+        r = imagenet_dog_accuracy(data, name, weights)
+        table.add_row(name, f"{r['with_imagenet_class']} of {r['dog_photos']}", f"{r['top1']:.3f}")
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- evaluation
+
+
+@app.command()
+def evaluate(
+    data: Annotated[Path, typer.Option(help="Folder in the Oxford-IIIT Pet layout.")] = Path("../shared/data/oxford-iiit-pet"),
+    split: Annotated[str, typer.Option(help="trainval or test.")] = "test",
+    models: Annotated[Optional[Path], typer.Option(help="Folder with breeds.onnx.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print every number as JSON.")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for breed_metrics.json and confusion_matrix.png.")] = Path("reports"),
+    tta: Annotated[bool, typer.Option(help="Average with the mirrored photo.")] = False,
+) -> None:
+    """Breed accuracy, precision/recall/F1 (micro, macro, weighted, per breed), ECE, confusion matrix."""
+    from .evaluate import evaluate_breeds, plot_confusion, save_json
+
+    try:
+        m = evaluate_breeds(data, split, models, tta=tta)
+    except CatScannerError as e:
+        _fail(str(e))
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(m, out / f"breed_metrics_{split}.json")
+    png = plot_confusion(m, out / f"confusion_matrix_{split}.png")
+    if json_out:
+        print(json.dumps(m, indent=2))
+        return
+    t = Table(title=f"Breeds on {split} ({m['n']} photos): accuracy {m['accuracy']:.3f}")
+    for col in ("average", "precision", "recall", "f1"):
+        t.add_column(col)
+    for avg in ("micro", "macro", "weighted"):
+        t.add_row(avg, *(f"{m[avg][k]:.3f}" for k in ("precision", "recall", "f1")))
+    console.print(t)
+    pb = Table(title="Per breed")
+    for col in ("breed", "precision", "recall", "f1", "support"):
+        pb.add_column(col)
+    for b, v in m["per_breed"].items():
+        pb.add_row(b, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
+    console.print(pb)
+    console.print(f"expected calibration error {m['ece']:.4f} (before temperature scaling {m['uncalibrated_ece']:.4f}, "
+                  f"T = {m['temperature']:.2f})\nconfusion matrix: {png}\nall numbers: {out / f'breed_metrics_{split}.json'}")
+
+
+@app.command("evaluate-detector")
+def evaluate_detector_cmd(
+    data: Annotated[Path, typer.Option(help="Folder holding oxford-iiit-pet/ and coco128/.")] = Path("../shared/data"),
+    models: Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print every number as JSON.")] = False,
+) -> None:
+    """Recall on test cats and false alarms on test dogs and COCO scenes, for both detector rules."""
+    from .evaluate import evaluate_detector
+
+    r = evaluate_detector(data, models)
+    if json_out:
+        print(json.dumps(r, indent=2))
+        return
+    t = Table(title=f"Cat detector (fitted-rule threshold {r['threshold']:.3f})")
+    for col in ("photos", "n", "reference rule (top-1 in 281-285)", "fitted rule"):
+        t.add_column(col)
+    for s in r["sets"]:
+        word = "found" if s["has_cat"] else "false alarms"
+        t.add_row(s["set"], str(s["photos"]), f"{s['reference_rule_positive']} {word}", f"{s['fitted_rule_positive']} {word}")
+    for rule, v in r["summary"].items():
+        t.add_row(f"[bold]{rule.replace('_', ' ')}[/bold]", "", "", "")
+        t.add_row("  recall on test cats", "", f"{v['recall']:.4f}" if rule == "reference_rule" else "", f"{v['recall']:.4f}" if rule == "fitted_rule" else "")
+        t.add_row("  false alarms", str(v["negatives"]), f"{v['false_alarms']} ({v['false_alarm_rate']:.1%})" if rule == "reference_rule" else "",
+                  f"{v['false_alarms']} ({v['false_alarm_rate']:.1%})" if rule == "fitted_rule" else "")
+    console.print(t)

@@ -1,0 +1,201 @@
+"""Measure the shipped models on data in the Oxford-IIIT Pet layout (and COCO for the detector).
+
+Runtime models only (ONNX Runtime), so evaluation measures exactly what users get; the
+ImageNet weight check (:func:`imagenet_dog_accuracy`) is the one PyTorch-side measurement.
+Metrics come from scikit-learn.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .breeds import BREEDS, BreedClassifier, softmax
+from .data import read_split
+from .detector import CatDetector, reference_rule
+from .imaging import load_image, preprocess
+from .onnx_model import OnnxModel
+from .progress import progress_bar
+from .scanner import BREEDS_FILE, DETECTOR_FILE, default_model_dir
+
+# Oxford dog breeds with a one-to-one ImageNet class (american_bulldog, havanese and shiba_inu
+# have none).
+OXFORD_DOG_TO_IMAGENET = {
+    "american_pit_bull_terrier": 180, "basset_hound": 161, "beagle": 162, "boxer": 242,
+    "chihuahua": 151, "english_cocker_spaniel": 219, "english_setter": 212,
+    "german_shorthaired": 210, "great_pyrenees": 257, "japanese_chin": 152, "keeshond": 261,
+    "leonberger": 255, "miniature_pinscher": 237, "newfoundland": 256, "pomeranian": 259,
+    "pug": 254, "saint_bernard": 247, "samoyed": 258, "scottish_terrier": 199,
+    "staffordshire_bull_terrier": 179, "wheaten_terrier": 202, "yorkshire_terrier": 187,
+}
+
+
+def _batched_outputs(paths: list[Path], run, spec, desc: str, batch_size: int = 32) -> list[np.ndarray]:
+    outs = []
+    for i in progress_bar(range(0, len(paths), batch_size), desc=desc):
+        outs.append(run(np.stack([preprocess(load_image(p), spec) for p in paths[i:i + batch_size]])))
+    return outs
+
+
+# --------------------------------------------------------------------------- breeds
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-1 confidence over equal-width bins."""
+    conf = probs.max(1)
+    correct = probs.argmax(1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        sel = (conf > lo) & (conf <= hi)
+        if sel.any():
+            ece += sel.mean() * abs(correct[sel].mean() - conf[sel].mean())
+    return float(ece)
+
+
+def breed_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
+    """Every number of the breed report from true labels and predicted probabilities (N, 12)."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, precision_recall_fscore_support
+
+    pred = probs.argmax(1)
+    idx = list(range(len(BREEDS)))
+    out: dict = {"n": int(len(labels)), "accuracy": float(accuracy_score(labels, pred))}
+    for avg in ("micro", "macro", "weighted"):
+        p, r, f, _ = precision_recall_fscore_support(labels, pred, labels=idx, average=avg, zero_division=0)
+        out[avg] = {"precision": float(p), "recall": float(r), "f1": float(f)}
+    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=idx, zero_division=0)
+    out["per_breed"] = {
+        b: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
+        for i, b in enumerate(BREEDS)
+    }
+    out["ece"] = expected_calibration_error(probs, labels)
+    out["nll"] = float(-np.mean(np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-12, 1))))
+    out["confusion_matrix"] = confusion_matrix(labels, pred, labels=idx).tolist()
+    return out
+
+
+def evaluate_breeds(data: str | Path, split: str = "test", model_dir: str | Path | None = None,
+                    tta: bool = False) -> dict:
+    """Breed metrics of the shipped breed model on every cat photo of ``split``."""
+    model_dir = Path(model_dir) if model_dir else default_model_dir()
+    clf = BreedClassifier(OnnxModel(model_dir / BREEDS_FILE))
+    items = read_split(data, split)
+    labels = np.array([it.label for it in items])
+
+    def run(batch: np.ndarray) -> np.ndarray:
+        logits = clf.model.run(batch)[0]
+        if tta:  # average with the mirrored photo
+            logits = (logits + clf.model.run(batch[..., ::-1].copy())[0]) / 2
+        return logits
+
+    logits = np.concatenate(_batched_outputs([it.path for it in items], run, clf.preprocess, f"breeds on {split}"))
+    metrics = breed_metrics(labels, softmax(logits, clf.temperature))
+    metrics["uncalibrated_ece"] = expected_calibration_error(softmax(logits), labels)
+    metrics.update({"split": split, "data": str(data), "temperature": clf.temperature, "tta": tta,
+                    "model": str(model_dir / BREEDS_FILE)})
+    return metrics
+
+
+def plot_confusion(metrics: dict, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cm = np.array(metrics["confusion_matrix"])
+    fig, ax = plt.subplots(figsize=(9, 8))
+    ax.imshow(cm, cmap="Blues")
+    ax.set_xticks(range(len(BREEDS)), BREEDS, rotation=45, ha="right")
+    ax.set_yticks(range(len(BREEDS)), BREEDS)
+    for i in range(len(BREEDS)):
+        for j in range(len(BREEDS)):
+            if cm[i, j]:
+                ax.text(j, i, cm[i, j], ha="center", va="center", color="white" if cm[i, j] > cm.max() / 2 else "black")
+    ax.set(xlabel="predicted", ylabel="true",
+           title=f"Breeds on {metrics['split']}: accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro']['f1']:.3f}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- detector
+
+
+@dataclass(frozen=True)
+class PhotoSet:
+    name: str
+    paths: list[Path]
+    has_cat: bool
+
+
+def detector_sets(data_root: str | Path) -> list[PhotoSet]:
+    """Test cats, test dogs and the COCO photos without a cat (``data_root`` holds both datasets)."""
+    root = Path(data_root)
+    pets = root / "oxford-iiit-pet"
+    test = read_split(pets, "test", species=None)
+    coco = root / "coco128"
+    no_cat, with_cat = [], []
+    for img in sorted((coco / "images" / "train").iterdir()):
+        lab = coco / "labels" / "train" / f"{img.stem}.txt"
+        rows = lab.read_text().split("\n") if lab.exists() else []
+        (with_cat if any(r.split()[:1] == ["15"] for r in rows) else no_cat).append(img)
+    return [
+        PhotoSet("Oxford test cats", [it.path for it in test if it.species == "cat"], True),
+        PhotoSet("Oxford test dogs", [it.path for it in test if it.species == "dog"], False),
+        PhotoSet("COCO photos without a cat", no_cat, False),
+        PhotoSet("COCO photos with a cat", with_cat, True),
+    ]
+
+
+def evaluate_detector(data_root: str | Path, model_dir: str | Path | None = None) -> dict:
+    """Recall / false alarms of the reference rule and the fitted rule on each photo set."""
+    model_dir = Path(model_dir) if model_dir else default_model_dir()
+    det = CatDetector(OnnxModel(model_dir / DETECTOR_FILE))
+    rows = []
+    for s in detector_sets(data_root):
+        outs = _batched_outputs(s.paths, lambda b: det.model.run(b)[:2], det.preprocess, s.name)
+        prob = np.concatenate([o[0] for o in outs])
+        ref = reference_rule(np.concatenate([o[1] for o in outs]))
+        fitted = prob >= det.threshold
+        rows.append({"set": s.name, "photos": len(s.paths), "has_cat": s.has_cat,
+                     "reference_rule_positive": int(ref.sum()), "fitted_rule_positive": int(fitted.sum()),
+                     "missed_by_fitted_rule": [p.name for p, f in zip(s.paths, fitted) if f != s.has_cat][:50]})
+    negatives = [r for r in rows if not r["has_cat"]]
+    cats = rows[0]
+    summary = {}
+    for rule in ("reference_rule", "fitted_rule"):
+        fa = sum(r[f"{rule}_positive"] for r in negatives)
+        n_neg = sum(r["photos"] for r in negatives)
+        summary[rule] = {"recall": cats[f"{rule}_positive"] / cats["photos"], "false_alarms": fa,
+                         "negatives": n_neg, "false_alarm_rate": fa / n_neg}
+    return {"sets": rows, "summary": summary, "threshold": det.threshold, "model": str(model_dir / DETECTOR_FILE)}
+
+
+# --------------------------------------------------------------------------- ImageNet weight check
+
+
+def imagenet_dog_accuracy(data: str | Path, backbone: str, weights: str | None = None) -> dict:
+    """Top-1 ImageNet accuracy of a backbone on the Oxford dogs whose breed is an ImageNet class
+    (PyTorch; proves the loaded weights are real ImageNet weights)."""
+    import torch
+
+    from .backbones import BACKBONES, load_backbone
+
+    model = load_backbone(backbone, weights)
+    spec = BACKBONES[backbone].preprocess
+    items = [it for split in ("trainval", "test") for it in read_split(data, split, species="dog")]
+    known = [it for it in items if it.breed.lower() in OXFORD_DOG_TO_IMAGENET]
+    with torch.no_grad():
+        outs = _batched_outputs([it.path for it in known], lambda b: model(torch.from_numpy(b)).numpy(), spec, backbone)
+    pred = np.concatenate(outs).argmax(1)
+    truth = np.array([OXFORD_DOG_TO_IMAGENET[it.breed.lower()] for it in known])
+    return {"backbone": backbone, "dog_photos": len(items), "with_imagenet_class": len(known),
+            "top1": float((pred == truth).mean())}
+
+
+def save_json(obj: dict, path: str | Path) -> None:
+    Path(path).write_text(json.dumps(obj, indent=2))
