@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
+import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -43,6 +44,32 @@ def expand_paths(paths: list[Path]) -> list[Path]:
     return out
 
 
+def display_names(files: list[Path]) -> dict[str, str]:
+    """Short, readable names for the table: each path relative to the photos' common folder
+    (just the file name for a single photo). Keyed by ``str(path)``, as in ``ScanResult.path``."""
+    absolute = [os.path.abspath(f) for f in files]
+    try:
+        common = os.path.commonpath([os.path.dirname(a) for a in absolute])
+    except ValueError:  # e.g. photos on different drives (Windows)
+        return {str(f): str(f) for f in files}
+    return {str(f): os.path.relpath(a, common) for f, a in zip(files, absolute)}
+
+
+def _with_progress(results: Iterable, total: int, enabled: bool) -> Iterator:
+    """Yield ``results`` while a transient progress bar counts them on stderr (never stdout)."""
+    if not enabled:
+        yield from results
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=err_console, transient=True, redirect_stdout=False, redirect_stderr=False) as prog:
+        task = prog.add_task("scanning", total=total)
+        for r in results:
+            yield r
+            prog.advance(task)
+
+
 def _breed_text(result) -> str:
     if result.breeds:
         return ", ".join(f"{b.breed} {b.percent:.0f} %" for b in result.breeds)
@@ -62,7 +89,6 @@ def scan(
 
     Exit code 0 when every photo was scanned, 1 when any photo failed, 2 for usage errors.
     """
-    from .progress import progress_bar
     from .scanner import Scanner
 
     files = expand_paths(paths)
@@ -72,29 +98,43 @@ def scan(
         scanner = Scanner(models, threads=threads)
     except CatScannerError as e:
         _fail(str(e))
-    show_bar = len(files) > 1 and sys.stderr.isatty()
-    results = scanner.scan_many(progress_bar(files, desc="scanning", enabled=show_bar),
-                                threshold=threshold, batch_size=batch_size)
+    # The bar goes to stderr. With --json on a terminal the JSON lines are the progress;
+    # with --json piped (or a table, printed at the end) stdout stays clean either way.
+    show_bar = len(files) > 1 and err_console.is_terminal and not (json_lines and console.is_terminal)
+    results = _with_progress(scanner.scan_many(files, threshold=threshold, batch_size=batch_size),
+                             len(files), show_bar)
     failed = 0
-    table = Table(title=None if json_lines else "Cat Scanner")
-    for col in ("photo", "cat?", "p(cat)", "breed mix", "where (l,t,r,b)"):
-        table.add_column(col)
-    for r in results:
-        failed += not r.ok
-        if json_lines:
+    if json_lines:
+        for r in results:
+            failed += not r.ok
             print(json.dumps(r.to_dict()), flush=True)
-        elif not r.ok:
-            table.add_row(r.path, "[red]error[/red]", "", r.error.message, "")
+        raise typer.Exit(1 if failed else 0)
+
+    names = display_names(files)
+    order = {str(f): i for i, f in enumerate(files)}
+    # scan_many reports unreadable photos before the batch they were in: restore input order.
+    rows = sorted(results, key=lambda r: order.get(r.path, len(order)))
+    table = Table(title="Cat Scanner")
+    # "fold" wraps a long name or message onto the next line instead of cutting it with "…".
+    table.add_column("photo", overflow="fold")
+    table.add_column("cat?")
+    table.add_column("p(cat)")
+    table.add_column("breed mix", overflow="fold")
+    table.add_column("where (l,t,r,b)")
+    for r in rows:
+        name = names.get(r.path, r.path)
+        if not r.ok:
+            failed += 1
+            table.add_row(name, "[red]error[/red]", "", r.error.message, "")
         else:
             box = r.box
             table.add_row(
-                r.path, "[green]cat[/green]" if r.is_cat else "no cat", f"{r.cat_probability:.1%}",
+                name, "[green]cat[/green]" if r.is_cat else "no cat", f"{r.cat_probability:.1%}",
                 _breed_text(r), f"{box.left},{box.top},{box.right},{box.bottom}" if box else "",
             )
-    if not json_lines:
-        console.print(table)
-        if failed:
-            err_console.print(f"[red]{failed} of {len(files)} photos could not be scanned.[/red]")
+    console.print(table)
+    if failed:
+        err_console.print(f"[red]{failed} of {len(files)} photos could not be scanned.[/red]")
     raise typer.Exit(1 if failed else 0)
 
 
@@ -254,3 +294,46 @@ def evaluate_detector_cmd(
         t.add_row("  false alarms", str(v["negatives"]), f"{v['false_alarms']} ({v['false_alarm_rate']:.1%})" if rule == "reference_rule" else "",
                   f"{v['false_alarms']} ({v['false_alarm_rate']:.1%})" if rule == "fitted_rule" else "")
     console.print(t)
+
+
+@app.command()
+def bench(
+    photos: Annotated[Optional[int], typer.Option(help="Test photos to use (default 200; 16 with --quick).", min=1)] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads for both pipelines.", min=1)] = 2,
+    json_out: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path("bench.json"),
+    quick: Annotated[bool, typer.Option(help="A short run (few photos, one round).")] = False,
+    data: Annotated[Optional[Path], typer.Option(help="Oxford-IIIT Pet folder (default $CATSCAN_DATA or ../shared/data/oxford-iiit-pet).")] = None,
+    models: Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Photos per batch for the throughput test.", min=1)] = 16,
+    reference_breeds: Annotated[str, typer.Option(help="always: the reference's breed net runs on every photo; cats: only on photos labelled cat.")] = "always",
+) -> None:
+    """Benchmark Cat Scanner against the reference (2x ResNet-50, PyTorch eager) on the same photos."""
+    from .bench import run_bench
+
+    try:
+        run_bench(photos=photos, threads=threads, json_out=json_out, quick=quick, data=data, models=models,
+                  batch_size=batch_size, reference_breeds=reference_breeds)
+    except (CatScannerError, ValueError, FileNotFoundError) as e:
+        _fail(str(e))
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every network interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    workers: Annotated[Optional[int], typer.Option(help="Inference threads (default: one per CPU core).", min=1)] = None,
+    models: Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest photo accepted, in MB.", min=0.01)] = 10.0,
+    max_queue: Annotated[Optional[int], typer.Option(help="Photos that may wait for a free thread before the server answers 503 (busy).", min=0)] = None,
+) -> None:
+    """Run the web app: the page at http://HOST:PORT/, the JSON API at /api/v1/scan, docs at /docs."""
+    import uvicorn
+
+    from .web import DEFAULT_MAX_QUEUE, create_app
+
+    if models is not None and not (models / "detector.onnx").is_file():
+        _fail(f"{models / 'detector.onnx'} not found: pass the folder that holds the exported models.")
+    web_app = create_app(models, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
+                         max_queue=DEFAULT_MAX_QUEUE if max_queue is None else max_queue, threads=workers)
+    err_console.print(f"Cat Scanner on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(web_app, host=host, port=port, log_level="info")

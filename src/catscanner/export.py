@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import onnx
@@ -17,9 +18,11 @@ def _export(model: torch.nn.Module, size: int, out: Path, output_names: list[str
     model = model.eval()
     example = torch.zeros(1, 3, size, size)
     dynamic = {"image": {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # TF-same padding is fixed per size
         torch.onnx.export(model, (example,), str(out), input_names=["image"], output_names=output_names,
-                          dynamic_axes=dynamic, opset_version=17, dynamo=False)
+                          dynamic_axes=dynamic, opset_version=17, dynamo=False,
+                          do_constant_folding=False)  # keep weight names; ORT folds BN at load
     proto = onnx.load(str(out))
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, json.dumps(meta)

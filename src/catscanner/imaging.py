@@ -93,12 +93,15 @@ def decode_image(
         raise EmptyImageError("The input is empty (0 bytes): send the bytes of a photo.")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own max_pixels check below is the rule; Pillow's warning threshold (89 MP)
+            # would otherwise refuse images a caller allowed with a larger max_pixels.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:  # Pillow's hard limit (2 x MAX_IMAGE_PIXELS)
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
         raise ImageTooLargeError(
             f"The image has too many pixels to decode safely ({e}). "
-            f"Resize it below {max_pixels / 1e6:.0f} megapixels."
+            f"Resize it below {limit / 1e6:.0f} megapixels."
         ) from None
     except UnidentifiedImageError:
         raise NotAnImageError(

@@ -1,0 +1,197 @@
+// Cat Scanner page: pick, drop or paste a photo -> POST /api/v1/scan -> show the result.
+"use strict";
+
+(() => {
+  const API = "/api/v1/scan";
+  const $ = (id) => document.getElementById(id);
+  const els = {
+    dropzone: $("dropzone"), file: $("file"), camera: $("camera"), status: $("status"),
+    error: $("error"), result: $("result"), frame: $("frame"), preview: $("preview"),
+    previewNote: $("preview-note"), box: $("box"), report: $("report"), verdict: $("verdict"),
+    confidence: $("confidence"), breeds: $("breeds"), breedsNote: $("breeds-note"),
+  };
+  let current = 0;          // id of the latest scan; answers to older ones are ignored
+  let previewUrl = null;
+
+  const percent = (share) => `${Math.round(share)} %`;
+
+  function showError(message) {
+    els.error.textContent = message;
+    els.error.hidden = false;
+  }
+
+  function clearMessages() {
+    els.error.hidden = true;
+    els.error.textContent = "";
+    els.status.textContent = "";
+  }
+
+  function showPreview(file) {
+    if (previewUrl) URL.revokeObjectURL(previewUrl);
+    previewUrl = URL.createObjectURL(file);
+    els.frame.hidden = false;
+    els.previewNote.hidden = true;
+    els.box.hidden = true;
+    els.report.hidden = true;
+    els.preview.src = previewUrl;
+    els.result.hidden = false;
+  }
+
+  // Formats the browser cannot display (e.g. TIFF) still get scanned; only the preview is missing.
+  els.preview.addEventListener("error", () => {
+    els.frame.hidden = true;
+    els.previewNote.hidden = false;
+  });
+
+  function drawBox(result) {
+    const b = result.box;
+    if (!result.is_cat || !b || !result.width || !result.height) {
+      els.box.hidden = true;
+      return;
+    }
+    // Percentages of the photo, so the box follows the preview at any size.
+    els.box.style.left = `${(100 * b.left) / result.width}%`;
+    els.box.style.top = `${(100 * b.top) / result.height}%`;
+    els.box.style.width = `${(100 * (b.right - b.left)) / result.width}%`;
+    els.box.style.height = `${(100 * (b.bottom - b.top)) / result.height}%`;
+    els.box.hidden = false;
+  }
+
+  function breedItem(share) {
+    const li = document.createElement("li");
+    li.className = "breed";
+    li.dataset.testid = "breed";
+    li.dataset.breed = share.breed;
+    li.dataset.percent = String(share.percent);
+
+    const name = document.createElement("span");
+    name.className = "breed-name";
+    name.textContent = share.breed;
+
+    const bar = document.createElement("span");
+    bar.className = "breed-bar";
+    bar.setAttribute("role", "meter");
+    bar.setAttribute("aria-label", `${share.breed} share`);
+    bar.setAttribute("aria-valuemin", "0");
+    bar.setAttribute("aria-valuemax", "100");
+    bar.setAttribute("aria-valuenow", String(share.percent));
+    const fill = document.createElement("span");
+    fill.className = "breed-fill";
+    fill.style.width = `${Math.max(0, Math.min(100, share.percent))}%`;
+    bar.append(fill);
+
+    const value = document.createElement("span");
+    value.className = "breed-percent";
+    value.textContent = percent(share.percent);
+
+    li.append(name, bar, value);
+    return li;
+  }
+
+  function showResult(result) {
+    els.verdict.textContent = result.is_cat ? "Cat found" : "No cat found";
+    els.verdict.className = `verdict ${result.is_cat ? "is-cat" : "no-cat"}`;
+    els.verdict.dataset.isCat = String(result.is_cat);
+    els.confidence.textContent =
+      `Detector confidence that this is a cat: ${percent(100 * result.cat_probability)}`;
+    drawBox(result);
+
+    els.breeds.replaceChildren(...result.breeds.map(breedItem));  // already sorted, >= 5 %
+    const note = result.breeds.length ? "" : (result.breeds_note || "No breed reached 5 %.");
+    els.breedsNote.textContent = note;
+    els.breedsNote.hidden = !note;
+    els.report.hidden = false;
+  }
+
+  async function errorMessage(response) {
+    try {
+      const body = await response.json();
+      if (body && body.error && body.error.message) return body.error.message;
+    } catch (_) { /* not JSON: e.g. a proxy's error page */ }
+    return `The server answered ${response.status} ${response.statusText || ""}`.trim() + ". Try again.";
+  }
+
+  async function scan(file) {
+    if (!file) return;
+    const id = ++current;
+    clearMessages();
+    showPreview(file);
+    els.status.textContent = "Scanning…";
+    const form = new FormData();
+    form.append("file", file, file.name || "photo");
+    let response;
+    try {
+      response = await fetch(API, { method: "POST", body: form, headers: { Accept: "application/json" } });
+    } catch (_) {
+      if (id === current) {
+        els.status.textContent = "";
+        showError("Could not reach the Cat Scanner server. Check the connection and try again.");
+      }
+      return;
+    }
+    const outcome = response.ok ? { result: await response.json().catch(() => null) }
+                                : { message: await errorMessage(response) };
+    if (id !== current) return;
+    els.status.textContent = "";
+    if (outcome.result) {
+      showResult(outcome.result);
+    } else {
+      showError(outcome.message || "The server sent an answer this page could not read. Try again.");
+    }
+  }
+
+  function firstImageFile(list) {
+    const files = Array.from(list || []);
+    return files.find((f) => f.type.startsWith("image/")) || files[0] || null;
+  }
+
+  // Picking (file chooser or camera).
+  for (const input of [els.file, els.camera]) {
+    input.addEventListener("change", () => {
+      scan(input.files && input.files[0]);
+      input.value = "";  // choosing the same file again scans it again
+    });
+  }
+
+  // Drag and drop anywhere on the page (so a near miss does not open the photo in the tab).
+  let dragDepth = 0;
+  const hasFiles = (e) => e.dataTransfer && Array.from(e.dataTransfer.types || []).includes("Files");
+  document.addEventListener("dragenter", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    dragDepth += 1;
+    els.dropzone.classList.add("dragging");
+  });
+  document.addEventListener("dragover", (e) => {
+    if (!hasFiles(e)) return;
+    e.preventDefault();
+    e.dataTransfer.dropEffect = "copy";
+  });
+  document.addEventListener("dragleave", () => {
+    dragDepth = Math.max(0, dragDepth - 1);
+    if (!dragDepth) els.dropzone.classList.remove("dragging");
+  });
+  document.addEventListener("drop", (e) => {
+    e.preventDefault();
+    dragDepth = 0;
+    els.dropzone.classList.remove("dragging");
+    const file = firstImageFile(e.dataTransfer && e.dataTransfer.files);
+    if (file) scan(file);
+    else showError("Drop a photo file (a picture dragged from another web page is only a link).");
+  });
+
+  // Paste from the clipboard.
+  document.addEventListener("paste", (e) => {
+    const data = e.clipboardData;
+    if (!data) return;
+    let file = firstImageFile(data.files);
+    if (!file) {
+      const item = Array.from(data.items || []).find((i) => i.kind === "file" && i.type.startsWith("image/"));
+      file = item ? item.getAsFile() : null;
+    }
+    if (file) {
+      e.preventDefault();
+      scan(file);
+    }
+  });
+})();

@@ -1,0 +1,249 @@
+"""The page in a real browser: Debian's Chromium driven by Playwright, against the real server
+(`catscan serve` in a subprocess, real models, real photos).
+
+Skipped when /usr/bin/chromium is missing, unless CATSCAN_REQUIRE_BROWSER=1 (then it fails).
+Screenshots go to $CATSCAN_ARTIFACT_DIR if set, else to pytest's tmp_path.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update"]
+CAT_PHOTO = "Persian_10.jpg"
+DOG_PHOTO = "beagle_10.jpg"
+TIMEOUT_MS = 30_000  # generous: CI machines may be busy training models
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def pet_images() -> Path:
+    root = Path(os.environ.get("CATSCAN_DATA", REPO.parent / "shared" / "data"))
+    images = root / "oxford-iiit-pet" / "images"
+    if not images.is_dir():
+        pytest.skip(f"Oxford-IIIT Pet photos not found in {images}: set CATSCAN_DATA to the data folder.")
+    return images
+
+
+@pytest.fixture
+def artifact_dir(tmp_path: Path) -> Path:
+    env = os.environ.get("CATSCAN_ARTIFACT_DIR")
+    folder = Path(env) if env else tmp_path
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`catscan serve` on a free port; yields its base URL once /healthz says the models are loaded."""
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("server") / "serve.log"
+    cmd = [sys.executable, "-c", "from catscanner.cli import app; app()",
+           "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"catscan serve exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"catscan serve not ready after 90 s:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        message = f"{CHROMIUM} not found: install it with `apt-get install -y chromium`."
+        if os.environ.get("CATSCAN_REQUIRE_BROWSER") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+class Page:
+    """A Playwright page on the app that records every request it makes."""
+
+    def __init__(self, page, base_url: str):
+        self.page, self.base_url = page, base_url
+        self.requests: list[str] = []
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.set_default_timeout(TIMEOUT_MS)
+
+    def external_requests(self) -> list[str]:
+        return [u for u in self.requests
+                if not (u.startswith(self.base_url + "/") or u.startswith(("blob:", "data:")))]
+
+
+@pytest.fixture
+def page(browser, server: str) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    p = Page(context.new_page(), server)
+    p.page.goto(server + "/")
+    yield p
+    context.close()
+
+
+def api_scan(server: str, name: str, data: bytes, mime: str = "image/jpeg") -> httpx.Response:
+    return httpx.post(f"{server}/api/v1/scan", files={"file": (name, data, mime)}, timeout=60)
+
+
+def expect_result_matches_api(page, api: dict) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.locator("#verdict")).to_have_text("Cat found" if api["is_cat"] else "No cat found",
+                                                  timeout=TIMEOUT_MS)
+    expect(page.locator("#confidence")).to_contain_text(f"{round(100 * api['cat_probability'])} %")
+    expect(page.locator("#error")).to_be_hidden()
+    breeds = page.locator("#breeds [data-testid=breed]")
+    expect(breeds).to_have_count(len(api["breeds"]))
+    if api["breeds"]:
+        top = api["breeds"][0]
+        expect(breeds.first.locator(".breed-name")).to_have_text(top["breed"])
+        expect(breeds.first.locator(".breed-percent")).to_have_text(f"{round(top['percent'])} %")
+        expect(page.locator("#breeds-note")).to_be_hidden()
+    else:
+        expect(page.locator("#breeds-note")).to_have_text(api["breeds_note"])
+
+
+# ---------------------------------------------------------------------------- tests
+def test_cat_photo_through_the_file_input(page: Page, server: str, pet_images: Path,
+                                          artifact_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    photo = pet_images / CAT_PHOTO
+    api = api_scan(server, photo.name, photo.read_bytes()).json()
+    assert api["is_cat"] is True
+
+    pg = page.page
+    pg.set_input_files("#file", str(photo))
+    expect_result_matches_api(pg, api)
+    if api["breeds"]:
+        assert api["breeds"][0]["breed"] == "Persian"
+
+    # The box sits where the API says the cat is, relative to the displayed photo.
+    expect(pg.locator("#box")).to_be_visible()
+    expect(pg.locator("#preview")).to_be_visible()
+    pg.wait_for_function("document.getElementById('preview').complete")
+    img, box = pg.locator("#preview").bounding_box(), pg.locator("#box").bounding_box()
+    scale = img["width"] / api["width"]
+    b = api["box"]
+    assert box["x"] - img["x"] == pytest.approx(b["left"] * scale, abs=3)
+    assert box["y"] - img["y"] == pytest.approx(b["top"] * scale, abs=3)
+    assert box["width"] == pytest.approx((b["right"] - b["left"]) * scale, abs=3)
+    assert box["height"] == pytest.approx((b["bottom"] - b["top"]) * scale, abs=3)
+
+    pg.screenshot(path=str(artifact_dir / "web-cat-result.png"), full_page=True)
+    assert page.external_requests() == []
+
+
+def test_non_image_shows_the_api_error(page: Page, server: str, artifact_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    data = b"Shopping list: cat food, litter.\n"
+    api = api_scan(server, "notes.jpg", data)
+    assert api.status_code == 415
+    message = api.json()["error"]["message"]
+
+    pg = page.page
+    pg.set_input_files("#file", files=[{"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": data}])
+    expect(pg.locator("#error")).to_have_text(message)
+    expect(pg.locator("#error")).to_be_visible()
+    expect(pg.locator("#report")).to_be_hidden()
+    pg.screenshot(path=str(artifact_dir / "web-error.png"), full_page=True)
+
+
+def test_drop_and_paste(page: Page, server: str, pet_images: Path) -> None:
+    """A dog photo dropped on the page, then a cat photo pasted: each replaces the last result."""
+    from playwright.sync_api import expect
+
+    pg = page.page
+    for event, name in (("drop", DOG_PHOTO), ("paste", CAT_PHOTO)):
+        data = (pet_images / name).read_bytes()
+        api = api_scan(server, name, data).json()
+        pg.evaluate(
+            """([event, name, b64]) => {
+                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const dt = new DataTransfer();
+                dt.items.add(new File([bytes], name, { type: "image/jpeg" }));
+                const target = event === "drop" ? document.getElementById("dropzone") : document;
+                const e = event === "drop"
+                    ? new DragEvent("drop", { dataTransfer: dt, bubbles: true, cancelable: true })
+                    : new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true });
+                target.dispatchEvent(e);
+            }""",
+            [event, name, base64.b64encode(data).decode()],
+        )
+        expect_result_matches_api(pg, api)
+        expect(pg.locator("#box")).to_be_visible() if api["is_cat"] else expect(pg.locator("#box")).to_be_hidden()
+
+
+def test_phone_layout(browser, server: str, pet_images: Path, artifact_dir: Path) -> None:
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
+                                  is_mobile=True, has_touch=True)
+    try:
+        page = Page(context.new_page(), server)
+        pg = page.page
+        pg.goto(server + "/")
+        expect(pg.locator("label[for=camera]")).to_be_visible()  # the camera option on a phone
+        assert pg.get_attribute("#camera", "capture") is not None
+        assert pg.get_attribute("#camera", "accept") == "image/*"
+
+        photo = pet_images / CAT_PHOTO
+        api = api_scan(server, photo.name, photo.read_bytes()).json()
+        pg.set_input_files("#camera", str(photo))
+        expect_result_matches_api(pg, api)
+        # Nothing wider than the screen.
+        assert pg.evaluate("document.documentElement.scrollWidth") <= 390
+        pg.screenshot(path=str(artifact_dir / "web-phone-result.png"), full_page=True)
+        assert page.external_requests() == []
+    finally:
+        context.close()
+
+
+def test_desktop_hides_the_camera_button(page: Page) -> None:
+    from playwright.sync_api import expect
+
+    expect(page.page.locator("label[for=file]")).to_be_visible()
+    expect(page.page.locator("label[for=camera]")).to_be_hidden()

@@ -1,0 +1,291 @@
+"""``catscan scan`` end to end on real photos: JSON lines, verdicts, folders, bad files, exit codes,
+the table, and that progress never leaks into stdout.
+
+Breed checks hold whether or not ``breeds.onnx`` is installed yet: with it, a cat gets a sorted,
+thresholded breed mix; without it, breeds are empty and the note says why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from catscanner.breeds import BREEDS
+from catscanner.cli import app, display_names
+from catscanner.scanner import BREEDS_FILE, default_model_dir
+
+HAS_BREED_MODEL = (default_model_dir() / BREEDS_FILE).exists()
+REQUIRED_KEYS = {"path", "is_cat", "cat_probability", "breeds", "error"}
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+runner = CliRunner()
+
+
+def scan(*args, columns: int = 80):
+    """Run ``catscan scan`` in-process on one inference thread; returns click's Result."""
+    result = runner.invoke(app, ["scan", "--threads", "1", *map(str, args)], env={"COLUMNS": str(columns)})
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result
+
+
+def json_records(stdout: str) -> list[dict]:
+    lines = stdout.splitlines()
+    assert lines, "no output"
+    return [json.loads(line) for line in lines]  # every stdout line is one JSON object
+
+
+def check_record(rec: dict) -> None:
+    assert REQUIRED_KEYS <= rec.keys(), rec.keys()
+    assert isinstance(rec["path"], str)
+    if rec["error"] is not None:
+        assert isinstance(rec["error"], str) and rec["error"]
+        assert rec["is_cat"] is False and rec["breeds"] == []
+        return
+    assert isinstance(rec["is_cat"], bool)
+    assert isinstance(rec["cat_probability"], float) and 0.0 <= rec["cat_probability"] <= 1.0
+    check_breeds(rec)
+
+
+def check_breeds(rec: dict, threshold: float = 5.0) -> None:
+    breeds = rec["breeds"]
+    assert isinstance(breeds, list)
+    for b in breeds:
+        assert set(b) == {"breed", "percent"} and b["breed"] in BREEDS
+        assert isinstance(b["percent"], (int, float)) and threshold <= b["percent"] <= 100
+    percents = [b["percent"] for b in breeds]
+    assert percents == sorted(percents, reverse=True)
+    assert len({b["breed"] for b in breeds}) == len(breeds)
+    assert sum(percents) <= 100 + 0.05 * len(percents)  # each share rounded to 0.1
+    if not rec["is_cat"]:
+        assert breeds == [], "no cat, no breeds"
+    elif HAS_BREED_MODEL:
+        assert breeds, "a cat with the breed model installed must get a breed mix"
+        assert rec.get("breeds_note") is None
+    else:
+        assert breeds == [] and "breed model" in rec["breeds_note"]
+
+
+@pytest.fixture(scope="module")
+def photo_tree(tmp_path_factory, oxford_images: Path) -> dict[str, Path]:
+    """A tmp folder tree of real photos (copies), relative name -> path; plus a non-image file."""
+    root = tmp_path_factory.mktemp("photos")
+    layout = {
+        "Bengal_10.jpg": "Bengal_10.jpg",
+        "wheaten_terrier_140.jpg": "wheaten_terrier_140.jpg",
+        "cats/Persian_1.jpg": "Persian_1.jpg",
+        "cats/deeper/Egyptian_Mau_14.jpg": "Egyptian_Mau_14.jpg",  # PNG data named .jpg
+        "cats/deeper/Abyssinian_34.jpg": "Abyssinian_34.jpg",  # GIF data named .jpg
+    }
+    tree = {}
+    for rel, src in layout.items():
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(oxford_images / src, dest)
+        tree[rel] = dest
+    (root / "cats" / "notes.txt").write_text("not a photo, and not scanned: wrong suffix\n")
+    tree["."] = root
+    return tree
+
+
+# --------------------------------------------------------------------------- JSON output
+
+
+def test_json_lines_for_a_cat_and_a_dog(cat_photo: Path, dog_photo: Path):
+    result = scan("--json", cat_photo, dog_photo)
+    assert result.exit_code == 0, result.output
+    records = json_records(result.stdout)
+    assert [r["path"] for r in records] == [str(cat_photo), str(dog_photo)]
+    for rec in records:
+        check_record(rec)
+        assert rec["error"] is None
+    cat, dog = records
+    assert cat["is_cat"] is True and cat["cat_probability"] >= 0.5
+    assert dog["is_cat"] is False and dog["cat_probability"] < 0.5
+    box = cat["box"]
+    assert 0 <= box["left"] < box["right"] <= cat["width"] and 0 <= box["top"] < box["bottom"] <= cat["height"]
+    assert dog["box"] is None
+
+
+def test_threshold_zero_lists_every_breed(cat_photo: Path):
+    result = scan("--json", "--threshold", "0", cat_photo)
+    assert result.exit_code == 0, result.output
+    (rec,) = json_records(result.stdout)
+    assert rec["is_cat"] is True
+    check_breeds(rec, threshold=0.0)
+    if HAS_BREED_MODEL:
+        assert len(rec["breeds"]) == len(BREEDS)
+        assert sum(b["percent"] for b in rec["breeds"]) == pytest.approx(100, abs=0.7)
+
+
+def test_folder_is_scanned_recursively(photo_tree: dict[str, Path]):
+    result = scan("--json", photo_tree["."])
+    assert result.exit_code == 0, result.output
+    records = json_records(result.stdout)
+    photos = {rel: p for rel, p in photo_tree.items() if rel != "."}
+    assert sorted(Path(r["path"]) for r in records) == sorted(photos.values())  # notes.txt skipped
+    by_name = {Path(r["path"]).name: r for r in records}
+    for rec in records:
+        check_record(rec)
+        assert rec["error"] is None
+    assert by_name["wheaten_terrier_140.jpg"]["is_cat"] is False
+    for name in ("Bengal_10.jpg", "Persian_1.jpg"):
+        assert by_name[name]["is_cat"] is True
+
+
+def test_bad_files_are_reported_and_the_batch_goes_on(tmp_path: Path, cat_photo: Path, dog_photo: Path):
+    text = tmp_path / "shopping_list.jpg"
+    text.write_text("milk, eggs, cat food\n")
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    half = tmp_path / "half.jpg"
+    data = cat_photo.read_bytes()
+    half.write_bytes(data[: len(data) // 2])
+    missing = tmp_path / "missing.jpg"
+    args = [cat_photo, text, empty, half, missing, dog_photo]
+
+    result = scan("--json", *args)
+    assert result.exit_code == 1
+    records = {r["path"]: r for r in json_records(result.stdout)}
+    assert set(records) == {str(a) for a in args}  # one line per input, the good ones too
+    for rec in records.values():
+        check_record(rec)
+    expected = {text: ("not_an_image", "not an image"), empty: ("empty", "empty"),
+                half: ("corrupt", "truncated or corrupt"), missing: ("io_error", "Could not read")}
+    for path, (code, phrase) in expected.items():
+        rec = records[str(path)]
+        assert rec["error_code"] == code and phrase in rec["error"], rec
+    assert records[str(cat_photo)]["error"] is None and records[str(cat_photo)]["is_cat"] is True
+    assert records[str(dog_photo)]["error"] is None and records[str(dog_photo)]["is_cat"] is False
+
+
+def test_no_photos_is_a_usage_error(tmp_path: Path):
+    (tmp_path / "readme.txt").write_text("no photos here")
+    result = scan(tmp_path)
+    assert result.exit_code == 2
+    assert "no photos found" in result.stderr
+    assert result.stdout == ""
+
+
+# --------------------------------------------------------------------------- table output
+
+
+def table_rows(stdout: str) -> list[list[str]]:
+    """Cells of a rich table, with the lines of wrapped cells joined back together."""
+    rows: list[list[str]] = []
+    for line in ANSI.sub("", stdout).splitlines():
+        if not line.startswith("│"):
+            continue
+        cells = [c.strip() for c in line.split("│")[1:-1]]
+        if cells[1]:  # the "cat?" cell is only empty on a wrapped continuation line
+            rows.append(cells)
+        else:  # photo names are folded mid-word; other cells are wrapped at spaces
+            rows[-1] = [rows[-1][0] + cells[0]] + [f"{a} {b}".strip() for a, b in zip(rows[-1][1:], cells[1:])]
+    return rows
+
+
+def test_table_names_each_photo_readably(photo_tree: dict[str, Path]):
+    root = photo_tree["."]
+    bad = root / "cats" / "broken.jpg"
+    bad.write_text("not a photo")
+    try:
+        result = scan(root, columns=80)
+    finally:
+        bad.unlink()
+    assert result.exit_code == 1
+    assert "…" not in result.stdout, "nothing in the table may be cut off"
+    assert str(root) not in result.stdout.replace("\n", ""), "names are relative to the common folder"
+    rows = table_rows(result.stdout)
+    names = [r[0] for r in rows]
+    # the input order (folders are walked in sorted order), each name complete
+    assert names == ["Bengal_10.jpg", "cats/Persian_1.jpg", "cats/broken.jpg",
+                     "cats/deeper/Abyssinian_34.jpg", "cats/deeper/Egyptian_Mau_14.jpg",
+                     "wheaten_terrier_140.jpg"]
+    verdicts = {r[0]: r[1] for r in rows}
+    assert verdicts["Bengal_10.jpg"] == "cat" and verdicts["wheaten_terrier_140.jpg"] == "no cat"
+    assert verdicts["cats/broken.jpg"] == "error"
+    assert "1 of 6 photos could not be scanned" in result.stderr
+
+
+def test_table_for_one_photo_shows_its_file_name(cat_photo: Path):
+    result = scan(cat_photo, columns=80)
+    assert result.exit_code == 0, result.output
+    (row,) = table_rows(result.stdout)
+    assert row[0] == cat_photo.name and row[1] == "cat"
+    assert result.stderr == ""
+
+
+def test_display_names():
+    a, b = Path("/photos/2024/cat.jpg"), Path("/photos/2025/summer/dog.jpg")
+    assert display_names([a]) == {str(a): "cat.jpg"}
+    names = display_names([a, b])
+    assert names == {str(a): os.path.join("2024", "cat.jpg"), str(b): os.path.join("2025", "summer", "dog.jpg")}
+    rel = Path("x.jpg")
+    assert display_names([rel]) == {"x.jpg": "x.jpg"}
+
+
+# --------------------------------------------------------------------------- real process
+
+
+def catscan_command() -> list[str]:
+    script = Path(sys.executable).with_name("catscan.exe" if os.name == "nt" else "catscan")
+    if script.exists():
+        return [str(script)]
+    found = shutil.which("catscan")
+    assert found, "the catscan console script is not installed (pip install -e .)"
+    return [found]
+
+
+def test_console_script_keeps_stdout_pure_json(tmp_path: Path, cat_photo: Path, dog_photo: Path):
+    missing = tmp_path / "missing.jpg"
+    proc = subprocess.run([*catscan_command(), "scan", "--json", "--threads", "1", cat_photo, missing, dog_photo],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    records = json_records(proc.stdout)
+    assert len(records) == 3
+    assert {r["path"]: r["error"] is None for r in records} == {
+        str(cat_photo): True, str(missing): False, str(dog_photo): True}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_progress_bar_goes_to_stderr_not_into_json(cat_photo: Path, dog_photo: Path, oxford_images: Path):
+    """With stderr on a terminal and --json piped to a file, the bar must not end up in the JSON."""
+    import pty
+
+    photos = [cat_photo, dog_photo, oxford_images / "Persian_1.jpg"]
+    master, slave = pty.openpty()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                data = os.read(master, 4096)
+            except OSError:
+                return
+            if not data:
+                return
+            chunks.append(data)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    try:
+        proc = subprocess.run([*catscan_command(), "scan", "--json", "--threads", "1", *photos],
+                              stdout=subprocess.PIPE, stderr=slave, timeout=120,
+                              env={**os.environ, "TERM": "xterm", "COLUMNS": "100"})
+    finally:
+        os.close(slave)
+    reader.join(timeout=5)
+    os.close(master)
+    assert proc.returncode == 0
+    records = json_records(proc.stdout.decode())
+    assert [r["path"] for r in records] == [str(p) for p in photos]
+    assert "scanning" in ANSI.sub("", b"".join(chunks).decode(errors="replace"))

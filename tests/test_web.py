@@ -1,0 +1,493 @@
+"""The web app (issue 4): API, errors, limits, queue and page, with the real models and real photos.
+
+Photos come from the Oxford-IIIT Pet images: ``$CATSCAN_DATA/oxford-iiit-pet/images``
+(default ``<repo>/../shared/data``). Broken files are made here from real photos.
+Only the queue test uses a test double (a scanner that waits on an Event before scanning).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import re
+import struct
+import tempfile
+import threading
+import time
+import warnings
+import zlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+with warnings.catch_warnings():  # newer Starlette prefers httpx2 for its TestClient; httpx still works
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
+    from fastapi.testclient import TestClient
+
+from catscanner.breeds import BREEDS
+from catscanner.scanner import Scanner, ScanResult
+from catscanner.web import MULTIPART_OVERHEAD, create_app
+
+REPO = Path(__file__).resolve().parents[1]
+CAT_PHOTO = "Persian_10.jpg"  # a clearly Persian cat
+DOG_PHOTO = "beagle_10.jpg"
+STATIC = REPO / "src" / "catscanner" / "static"
+SCHEMA_KEYS = set(ScanResult(path=None).to_dict())
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="session")
+def pet_images() -> Path:
+    root = Path(os.environ.get("CATSCAN_DATA", REPO.parent / "shared" / "data"))
+    images = root / "oxford-iiit-pet" / "images"
+    if not images.is_dir():
+        pytest.skip(f"Oxford-IIIT Pet photos not found in {images}: set CATSCAN_DATA to the data folder.")
+    return images
+
+
+@pytest.fixture(scope="session")
+def cat_bytes(pet_images: Path) -> bytes:
+    return (pet_images / CAT_PHOTO).read_bytes()
+
+
+@pytest.fixture(scope="session")
+def dog_bytes(pet_images: Path) -> bytes:
+    return (pet_images / DOG_PHOTO).read_bytes()
+
+
+@pytest.fixture(scope="module")
+def scanner() -> Scanner:
+    """The real models, loaded once: to compare with the API and to share with extra apps."""
+    return Scanner(threads=1)
+
+
+def wait_ready(client: TestClient, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while (r := client.get("/healthz")).status_code != 200:
+        assert r.status_code == 503, r.text
+        assert time.monotonic() < deadline, f"models not loaded after {timeout} s: {r.text}"
+        time.sleep(0.02)
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[TestClient]:
+    """The app exactly as `catscan serve` builds it (it loads its own models)."""
+    with TestClient(create_app(threads=1)) as c:
+        wait_ready(c)
+        yield c
+
+
+@pytest.fixture
+def make_client(scanner: Scanner) -> Iterator[Callable[..., TestClient]]:
+    """Apps with other settings, sharing the already loaded real models."""
+    with_stack: list[TestClient] = []
+
+    def make(**kwargs) -> TestClient:
+        kwargs.setdefault("scanner_factory", lambda: scanner)
+        kwargs.setdefault("threads", 1)
+        c = TestClient(create_app(**kwargs))
+        c.__enter__()
+        with_stack.append(c)
+        wait_ready(c)
+        return c
+
+    yield make
+    for c in reversed(with_stack):
+        c.__exit__(None, None, None)
+
+
+def post_file(client: TestClient, data: bytes, name: str = "photo.jpg", url: str = "/api/v1/scan",
+              **kwargs) -> httpx.Response:
+    return client.post(url, files={"file": (name, data, "image/jpeg")}, **kwargs)
+
+
+def comparable(d: dict) -> dict:
+    """A result without the parts that legitimately differ between two scans of the same bytes."""
+    return {k: v for k, v in d.items() if k not in ("timing_ms", "path")}
+
+
+def assert_error(r: httpx.Response, status: int, code: str) -> str:
+    assert r.status_code == status, r.text
+    body = r.json()
+    assert set(body) == {"error"} and set(body["error"]) == {"code", "message"}, body
+    assert body["error"]["code"] == code, body
+    assert len(body["error"]["message"]) > 10, body
+    return body["error"]["message"]
+
+
+# ---------------------------------------------------------------------------- broken files
+def truncated_jpeg(photo: bytes) -> bytes:
+    return photo[: len(photo) // 2]
+
+
+def text_file(_: bytes) -> bytes:
+    return b"These are my notes, not a photo.\nThe file is only named cat.jpg.\n"
+
+
+def zero_bytes(_: bytes) -> bytes:
+    return b""
+
+
+def tiny_png(photo: bytes) -> bytes:
+    """A real photo shrunk to 20 x 15 pixels (below the 32 px minimum)."""
+    out = io.BytesIO()
+    Image.open(io.BytesIO(photo)).convert("RGB").resize((20, 15)).save(out, "PNG")
+    return out.getvalue()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def blank_png(width: int, height: int) -> bytes:
+    """A valid black 1-bit PNG of any size: a few KB, built without holding its pixels."""
+    row = b"\x00" + bytes((width + 7) // 8)  # filter type 0 + packed bits
+    z = zlib.compressobj(9)
+    idat = b"".join(z.compress(row) for _ in range(height)) + z.flush()
+    ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b"")
+
+
+def too_many_pixels(_: bytes) -> bytes:
+    return blank_png(8000, 7000)  # 56 megapixels > the 50 megapixel limit
+
+
+BAD_UPLOADS = [
+    # (maker, status, code)
+    (truncated_jpeg, 422, "corrupt"),
+    (zero_bytes, 422, "empty"),
+    (text_file, 415, "not_an_image"),
+    (tiny_png, 422, "too_small"),
+    (too_many_pixels, 422, "too_many_pixels"),
+]
+
+
+# ---------------------------------------------------------------------------- scanning
+def test_cat_photo(client: TestClient, scanner: Scanner, cat_bytes: bytes) -> None:
+    r = post_file(client, cat_bytes, name=CAT_PHOTO)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == SCHEMA_KEYS  # the `catscan scan --json` schema, nothing more or less
+    assert body["path"] == CAT_PHOTO
+    assert body["is_cat"] is True and body["cat_probability"] > 0.5
+    assert body["error"] is None and body["error_code"] is None
+    with Image.open(io.BytesIO(cat_bytes)) as img:
+        assert (body["width"], body["height"]) == img.size
+    box = body["box"]
+    assert 0 <= box["left"] < box["right"] <= body["width"]
+    assert 0 <= box["top"] < box["bottom"] <= body["height"]
+    assert set(body["timing_ms"]) == {"decode_ms", "detect_ms", "classify_ms", "total_ms"}
+    assert body["imagenet_top"] and body["imagenet_top"][0]["name"]
+    # Same answer as the library gives for the same bytes.
+    assert comparable(body) == comparable(scanner.scan(cat_bytes).to_dict())
+
+    if scanner.classifier is None:
+        assert body["breeds"] == [] and "No breed model" in body["breeds_note"]
+    else:
+        shares = [b["percent"] for b in body["breeds"]]
+        assert shares == sorted(shares, reverse=True) and all(s >= 5.0 for s in shares)
+        assert body["breeds"][0]["breed"] == "Persian", body["breeds"]
+        assert body["breeds_note"] is None
+
+
+def test_dog_photo_is_not_a_cat(client: TestClient, dog_bytes: bytes) -> None:
+    r = post_file(client, dog_bytes, name=DOG_PHOTO)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["is_cat"] is False and body["cat_probability"] < 0.5
+    assert body["box"] is None and body["breeds"] == []
+    assert "No cat" in body["breeds_note"]
+
+
+@pytest.mark.parametrize("content_type", ["image/jpeg", "application/octet-stream", None])
+def test_raw_body_upload(client: TestClient, cat_bytes: bytes, content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    raw = client.post("/api/v1/scan", content=cat_bytes, headers=headers)
+    assert raw.status_code == 200, raw.text
+    assert raw.json()["path"] is None
+    assert comparable(raw.json()) == comparable(post_file(client, cat_bytes).json())
+
+
+@pytest.mark.parametrize("threshold", [0.0, 0.2, 1.0])
+def test_threshold_query(client: TestClient, scanner: Scanner, cat_bytes: bytes, threshold: float) -> None:
+    r = post_file(client, cat_bytes, url=f"/api/v1/scan?threshold={threshold}")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert comparable(body) == comparable(scanner.scan(cat_bytes, threshold=threshold).to_dict())
+    if scanner.classifier is not None:
+        percents = [b["percent"] for b in body["breeds"]]
+        if threshold == 0.0:
+            assert sorted(b["breed"] for b in body["breeds"]) == sorted(BREEDS)
+            assert sum(percents) == pytest.approx(100, abs=1)
+        assert all(p >= threshold * 100 for p in percents)
+
+
+@pytest.mark.parametrize("threshold", ["2", "-0.1", "abc", "nan"])
+def test_bad_threshold(client: TestClient, cat_bytes: bytes, threshold: str) -> None:
+    r = post_file(client, cat_bytes, url=f"/api/v1/scan?threshold={threshold}")
+    assert "threshold" in assert_error(r, 422, "invalid_request")
+
+
+# ---------------------------------------------------------------------------- bad uploads
+@pytest.mark.parametrize("how", ["multipart", "raw"])
+@pytest.mark.parametrize(("maker", "status", "code"), BAD_UPLOADS, ids=[m.__name__ for m, _, _ in BAD_UPLOADS])
+def test_bad_upload(client: TestClient, cat_bytes: bytes, maker, status: int, code: str, how: str) -> None:
+    data = maker(cat_bytes)
+    if how == "multipart":
+        r = post_file(client, data, name="cat.jpg")
+    else:
+        r = client.post("/api/v1/scan", content=data, headers={"Content-Type": "image/jpeg"})
+    assert r.status_code < 500
+    assert_error(r, status, code)
+
+
+def test_hostile_png_over_pillows_hard_limit(client: TestClient) -> None:
+    """200 megapixels: refused from the header, before any pixel is decoded."""
+    r = client.post("/api/v1/scan", content=blank_png(20_000, 10_000))
+    assert_error(r, 422, "too_many_pixels")
+
+
+def test_missing_file_field(client: TestClient, cat_bytes: bytes) -> None:
+    r = client.post("/api/v1/scan", files={"photo": ("cat.jpg", cat_bytes, "image/jpeg")})
+    assert "'file'" in assert_error(r, 422, "missing_file")
+    r = client.post("/api/v1/scan", data={"note": "no photo here"}, files={"other": ("x", b"1")})
+    assert_error(r, 422, "missing_file")
+
+
+def test_broken_multipart(client: TestClient, cat_bytes: bytes) -> None:
+    r = client.post("/api/v1/scan", content=b"--x\r\n", headers={"Content-Type": "multipart/form-data"})
+    assert_error(r, 400, "bad_multipart")  # no boundary
+    head = (b'--BOUNDARY\r\nContent-Disposition: form-data; name="file"; filename="cat.jpg"\r\n'
+            b"Content-Type: image/jpeg\r\n\r\n")
+    r = client.post("/api/v1/scan", content=head + cat_bytes[:5000],  # the closing boundary never comes
+                    headers={"Content-Type": "multipart/form-data; boundary=BOUNDARY"})
+    assert r.status_code in (400, 422), r.text
+    assert_error(r, r.status_code, r.json()["error"]["code"])
+
+
+# ---------------------------------------------------------------------------- size limit
+def test_upload_over_the_size_limit(make_client, cat_bytes: bytes) -> None:
+    limit = 64 * 1024
+    assert len(cat_bytes) > limit
+    c = make_client(max_upload_bytes=limit)
+    msg = assert_error(post_file(c, cat_bytes), 413, "too_large")
+    assert "64 KB" in msg
+    assert_error(c.post("/api/v1/scan", content=cat_bytes, headers={"Content-Type": "image/jpeg"}), 413, "too_large")
+    # A photo just under the limit passes, also inside a multipart form.
+    just_fits = make_client(max_upload_bytes=len(cat_bytes))
+    assert just_fits.post("/api/v1/scan", content=cat_bytes).status_code == 200
+    assert post_file(just_fits, cat_bytes).status_code == 200
+    assert_error(just_fits.post("/api/v1/scan", content=cat_bytes + b"\0"), 413, "too_large")
+
+
+def test_size_limit_is_enforced_while_streaming(scanner: Scanner) -> None:
+    """A 1 GB body without Content-Length: the app stops reading just past the limit."""
+    limit, chunk = 256 * 1024, 64 * 1024
+    app = create_app(max_upload_bytes=limit, threads=1, scanner_factory=lambda: scanner)
+    sent = 0
+
+    async def endless_body(head: bytes):
+        nonlocal sent
+        yield head
+        for _ in range(1024**3 // chunk):
+            sent += chunk
+            yield b"\xff" * chunk
+
+    async def run(content_type: str, head: bytes) -> httpx.Response:
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test") as c:
+                while (await c.get("/healthz")).status_code != 200:
+                    await asyncio.sleep(0.02)
+                return await c.post("/api/v1/scan", content=endless_body(head),
+                                    headers={"Content-Type": content_type})
+
+    part_head = b'--B\r\nContent-Disposition: form-data; name="file"; filename="big.jpg"\r\n\r\n'
+    for content_type, head, body_limit in (
+        ("image/jpeg", b"\xff\xd8", limit),
+        ("multipart/form-data; boundary=B", part_head, limit + MULTIPART_OVERHEAD),
+    ):
+        sent = 0
+        r = asyncio.run(run(content_type, head))
+        assert_error(r, 413, "too_large")
+        assert "Content-Length" not in r.request.headers
+        assert sent <= body_limit + 2 * chunk, f"read {sent} bytes for a {limit} byte limit"
+
+
+def test_content_length_checked_before_reading(make_client) -> None:
+    c = make_client(max_upload_bytes=1000)
+    r = c.post("/api/v1/scan", content=b"x" * 10, headers={"Content-Length": "999999999"})
+    assert "953.7 MB" in assert_error(r, 413, "too_large")
+
+
+# ---------------------------------------------------------------------------- queue
+class WaitingScanner:
+    """Test double for the queue test only: the real scanner, but each photo first waits for
+    ``release`` so the pool's one worker stays busy as long as the test wants."""
+
+    def __init__(self, real: Scanner):
+        self.real = real
+        self.classifier = real.classifier
+        self.started = threading.Event()
+        self.release = threading.Event()
+
+    def load(self, data: bytes):
+        self.started.set()
+        assert self.release.wait(30), "the test never released the scanner"
+        return self.real.load(data)
+
+    def scan(self, *args, **kwargs) -> ScanResult:
+        return self.real.scan(*args, **kwargs)
+
+
+def test_queue_full_answers_503_at_once(make_client, scanner: Scanner, cat_bytes: bytes) -> None:
+    double = WaitingScanner(scanner)
+    c = make_client(threads=1, max_queue=1, scanner_factory=lambda: double)
+    pool = c.app.state.pool
+    answers: list[httpx.Response] = []
+
+    def upload() -> None:
+        answers.append(post_file(c, cat_bytes))
+
+    workers = [threading.Thread(target=upload) for _ in range(2)]
+    try:
+        workers[0].start()
+        assert double.started.wait(10)  # photo 1 is being scanned
+        workers[1].start()
+        deadline = time.monotonic() + 10
+        while pool.admitted < 2:  # photo 2 is waiting in the queue
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+
+        t0 = time.monotonic()
+        r = post_file(c, cat_bytes)  # photo 3: no room
+        assert time.monotonic() - t0 < 2, "a full queue must be answered at once"
+        assert "busy" in assert_error(r, 503, "busy")
+        assert r.headers["Retry-After"]
+    finally:
+        double.release.set()
+        for w in workers:
+            w.join(30)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert all(a.json()["is_cat"] for a in answers)
+    assert pool.admitted == 0
+    assert post_file(c, cat_bytes).status_code == 200  # room again
+
+
+# ---------------------------------------------------------------------------- health and meta
+def test_healthz_is_503_until_the_models_are_loaded(scanner: Scanner, cat_bytes: bytes) -> None:
+    loaded = threading.Event()
+
+    def slow_load() -> Scanner:
+        assert loaded.wait(30)
+        return scanner
+
+    app = create_app(threads=1, scanner_factory=slow_load)
+    with TestClient(app) as c:
+        try:
+            r = c.get("/healthz")
+            assert r.status_code == 503 and r.json()["status"] == "loading"
+            assert_error(post_file(c, cat_bytes), 503, "loading")
+            assert c.get("/api/v1/breeds").status_code == 200  # needs no models
+        finally:
+            loaded.set()
+        wait_ready(c)
+        body = c.get("/healthz").json()
+        assert body["status"] == "ok" and body["breed_model"] is (scanner.classifier is not None)
+
+
+def test_healthz_reports_models_that_failed_to_load(tmp_path: Path, cat_bytes: bytes) -> None:
+    with TestClient(create_app(tmp_path, threads=1)) as c:  # an empty model folder
+        deadline = time.monotonic() + 30
+        while (r := c.get("/healthz")).json()["status"] == "loading":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        assert r.status_code == 503 and r.json()["status"] == "error"
+        assert "detector.onnx" in r.json()["message"]
+        assert_error(post_file(c, cat_bytes), 503, "models_unavailable")
+
+
+def test_healthz_ok(client: TestClient, scanner: Scanner) -> None:
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    assert r.json()["status"] == "ok"
+    assert r.json()["breed_model"] is (scanner.classifier is not None)
+
+
+def test_breeds(client: TestClient) -> None:
+    r = client.get("/api/v1/breeds")
+    assert r.status_code == 200
+    assert r.json() == {"breeds": list(BREEDS)} and len(BREEDS) == 12
+
+
+def test_openapi_docs(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    spec = client.get("/openapi.json").json()
+    scan = spec["paths"]["/api/v1/scan"]["post"]
+    content = scan["requestBody"]["content"]
+    assert "multipart/form-data" in content and "image/jpeg" in content and "application/octet-stream" in content
+    assert {"200", "413", "415", "422", "503"} <= set(scan["responses"])
+    assert any(p["name"] == "threshold" for p in scan["parameters"])
+    assert set(spec["components"]["schemas"]["ScanResponse"]["properties"]) == SCHEMA_KEYS
+    assert {"/api/v1/breeds", "/healthz"} <= set(spec["paths"])
+
+
+def test_unknown_route_is_a_json_error(client: TestClient) -> None:
+    assert_error(client.get("/api/v1/nothing"), 404, "not_found")
+    assert_error(client.get("/api/v1/scan"), 405, "method_not_allowed")
+
+
+# ---------------------------------------------------------------------------- page
+def test_page_is_served_and_self_contained(client: TestClient) -> None:
+    r = client.get("/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert "default-src 'self'" in r.headers["content-security-policy"]
+    html = r.text
+    for element_id in ("file", "camera", "dropzone", "preview", "box", "verdict", "confidence", "breeds", "error"):
+        assert f'id="{element_id}"' in html
+    assert re.search(r'<input[^>]*id="camera"[^>]*accept="image/\*"[^>]*capture', html, re.S)
+    for asset in ("/static/app.js", "/static/style.css"):
+        assert asset in html and client.get(asset).status_code == 200
+    # Works offline: nothing is loaded from another host (no CDN, no web fonts).
+    for path in STATIC.iterdir():
+        text = path.read_text()
+        assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text), path
+        assert not re.search(r"""url\(\s*["']?(https?:)?//|@import|fetch\(\s*["']https?:""", text), path
+
+
+# ---------------------------------------------------------------------------- no leftovers
+def big_photo(photo: bytes) -> bytes:
+    """A real photo enlarged to about 1.5 MB: past the size where form parsers spill to disk."""
+    img = Image.open(io.BytesIO(photo)).convert("RGB")
+    out = io.BytesIO()
+    img.resize((img.width * 4, img.height * 4), Image.Resampling.BICUBIC).save(out, "JPEG", quality=100)
+    return out.getvalue()
+
+
+def test_uploads_leave_no_temp_files(monkeypatch, tmp_path: Path, client: TestClient,
+                                     cat_bytes: bytes) -> None:
+    """Uploads stay in memory: no temporary file is even opened (form parsers usually spill
+    uploads over 1 MB to an unnamed temp file, which no directory listing would show)."""
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    opened: list[str] = []
+    for name in ("TemporaryFile", "NamedTemporaryFile", "mkstemp", "mkdtemp"):
+        real = getattr(tempfile, name)
+
+        def recording(*args, _real=real, _name=name, **kwargs):
+            opened.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(tempfile, name, recording)
+
+    big = big_photo(cat_bytes)
+    assert len(big) > 1024 * 1024
+    assert post_file(client, big).json()["is_cat"] is True
+    assert post_file(client, big[: len(big) // 2]).status_code == 422
+    for maker, status, _ in BAD_UPLOADS:
+        assert post_file(client, maker(cat_bytes)).status_code == status
+    assert opened == [] and list(spool.iterdir()) == []
