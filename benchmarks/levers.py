@@ -264,14 +264,21 @@ def cmd_quant(a) -> None:
         fp = session(src, 2)
         inp = fp.get_inputs()[0].name
         base = fp.run(None, {inp: x})
-        rows = {"fp32": (src, fp)}
+        from catscanner.quantize import fold_static_pads
+
+        folded = out_dir / f"{src.stem}.folded.onnx"
+        fold_static_pads(src, folded)
+        rows = {"fp32": (src, fp), "fp32 folded": (folded, session(folded, 2))}
         for fmt in a.formats.split(","):
-            dst = out_dir / f"{src.stem}.int8-{fmt.lower()}.onnx"
-            if not dst.exists() or a.force:
-                t0 = time.time()
-                quantize_model(src, dst, data=resolve_data_root(None), calib_photos=a.calib, fmt=fmt)
-                print(f"<!-- quantized {name} as {fmt} in {time.time() - t0:.0f} s -->")
-            rows[fmt] = (dst, session(dst, 2))
+            for method in a.methods.split(","):
+                tag = f"int8 {fmt} {method} calib {a.calib}"
+                dst = out_dir / f"{src.stem}.int8-{fmt.lower()}-{method}-{a.calib}.onnx"
+                if not dst.exists() or a.force:
+                    t0 = time.time()
+                    quantize_model(src, dst, data=resolve_data_root(None), calib_photos=a.calib, fmt=fmt,
+                                   method=method)
+                    print(f"<!-- quantized {name} as {tag} in {time.time() - t0:.0f} s -->")
+                rows[tag] = (dst, session(dst, 2))
         fns = {}
         for k, (_, s) in rows.items():
             fns[k + "/b1"] = lambda s=s: s.run(None, {inp: x[:1]})
@@ -309,6 +316,7 @@ def main() -> None:
     ap.add_argument("--out", default="/tmp/catscan-quant", help="quant: where the int8 models go")
     ap.add_argument("--formats", default="QDQ,QOperator", help="quant: QDQ and/or QOperator")
     ap.add_argument("--calib", type=int, default=64, help="quant: trainval photos for calibration")
+    ap.add_argument("--methods", default="minmax", help="quant: minmax,entropy,percentile")
     ap.add_argument("--force", action="store_true", help="quant: re-quantize even if the file exists")
     a = ap.parse_args()
     {"ort": cmd_ort, "decode": cmd_decode, "batch": cmd_batch, "arena": cmd_arena, "fold": cmd_fold,

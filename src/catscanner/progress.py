@@ -6,6 +6,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import TypeVar
 
+from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 T = TypeVar("T")
@@ -38,7 +39,7 @@ class progress_bar(Iterable[T]):
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[postfix]}"), TimeElapsedColumn(), TextColumn("left"),
-            TimeRemainingColumn(), transient=False, console=None,
+            TimeRemainingColumn(), transient=False, console=Console(stderr=True),
         ) as prog:
             task = prog.add_task(self.desc, total=self.total, postfix="")
             for item in self.items:

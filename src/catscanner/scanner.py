@@ -148,22 +148,28 @@ class Scanner:
 
     def scan_many(self, images: Iterable[ImageInput], *, threshold: float | None = None,
                   batch_size: int = 16) -> Iterator[ScanResult]:
-        """Scan photos in batches; a photo that fails yields a result with ``error`` set."""
-        pending: list[tuple[Image.Image, str | None, float]] = []
+        """Scan photos in batches, yielding results in input order; a photo that fails yields a
+        result with ``error`` set and the batch goes on."""
+        pending: list[ScanResult | tuple[Image.Image, str | None, float]] = []
+        n_images = 0
         for image in images:
             source = str(image) if isinstance(image, (str, Path)) else None
             t0 = time.perf_counter()
             try:
-                img = self.load(image)
+                pending.append((self.load(image), source, _ms(t0)))
+                n_images += 1
             except (CatScannerError, OSError) as e:
-                yield error_result(source, e)
-                continue
-            pending.append((img, source, _ms(t0)))
-            if len(pending) >= batch_size:
-                yield from self._scan_images(*zip(*pending), threshold)
-                pending = []
-        if pending:
-            yield from self._scan_images(*zip(*pending), threshold)
+                pending.append(error_result(source, e))
+            if n_images >= batch_size:
+                yield from self._flush(pending, threshold)
+                pending, n_images = [], 0
+        yield from self._flush(pending, threshold)
+
+    def _flush(self, pending: list, threshold: float | None) -> Iterator[ScanResult]:
+        decoded = [p for p in pending if not isinstance(p, ScanResult)]
+        scanned = iter(self._scan_images(*zip(*decoded), threshold) if decoded else [])
+        for p in pending:
+            yield p if isinstance(p, ScanResult) else next(scanned)
 
     def _scan_images(self, imgs, sources, decode_ms, threshold: float | None) -> list[ScanResult]:
         threshold = self.breed_threshold if threshold is None else threshold

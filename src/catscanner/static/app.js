@@ -16,6 +16,7 @@
   const percent = (share) => `${Math.round(share)} %`;
 
   function showError(message) {
+    els.result.hidden = true;  // the photo could not be scanned: only the message matters
     els.error.textContent = message;
     els.error.hidden = false;
   }
@@ -35,6 +36,7 @@
     els.report.hidden = true;
     els.preview.src = previewUrl;
     els.result.hidden = false;
+    document.body.classList.add("has-photo");
   }
 
   // Formats the browser cannot display (e.g. TIFF) still get scanned; only the preview is missing.
