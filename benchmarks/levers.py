@@ -5,7 +5,9 @@
     python benchmarks/levers.py batch   [--models DIR] [--photos N]   # scan_many batch size
     python benchmarks/levers.py arena   [--models DIR]                # ORT memory arena: RSS vs speed
     python benchmarks/levers.py fold    [--models DIR]                # static pads folded into Conv
+    python benchmarks/levers.py threads [--models DIR] [--photos N]   # intra-op threads x spinning
     python benchmarks/levers.py quant   [--models DIR] [--photos N]   # int8 vs fp32: speed + agreement
+    python benchmarks/levers.py quantacc [--models DIR]               # int8 vs fp32: test-split accuracy
 
 Configurations are interleaved round by round (A B C A B C ...) and the median is reported, so
 that a background load that comes and goes hits every configuration alike.
@@ -193,27 +195,58 @@ def cmd_arena(a) -> None:
         import resource
 
         s = Scanner(Path(a.models), threads=2)
-        if a.child == "off":
+        if a.child != "on":
             for m in (s.detector.model, s.classifier.model if s.classifier else None):
                 if m is not None:
                     o = ort.SessionOptions()
-                    o.enable_cpu_mem_arena = False
+                    o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+                    o.enable_cpu_mem_arena = a.child not in ("off", "off+nopattern")
+                    o.enable_mem_pattern = a.child not in ("nopattern", "off+nopattern")
                     o.intra_op_num_threads, o.inter_op_num_threads = 2, 1
                     m.session = ort.InferenceSession(str(m.path), o, providers=["CPUExecutionProvider"])
         datas = [p.path.read_bytes() for p in _photos(a.photos)]
         list(s.scan_many(datas[:16]))
+        rss_warm = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         t_b = min(_time(lambda: list(s.scan_many(datas, batch_size=16)), 2)) / len(datas)
         t_1 = statistics.median(_time(lambda: s.scan(datas[0]), 10))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(json.dumps({"arena": a.child, "peak_rss_mb": round(rss), "scan_ms": round(t_1, 1),
+        print(json.dumps({"arena": a.child, "peak_rss_mb": round(rss), "peak_after_warmup_mb": round(rss_warm),"scan_ms": round(t_1, 1),
                           "batch16_ms_per_photo": round(t_b, 1)}))
         return
     print(f"## ORT CPU memory arena ({_load()})\n\n| arena | peak RSS MB | scan() ms | scan_many ms/photo |\n|---|---|---|---|")
-    for mode in ("on", "off", "on", "off"):
+    for mode in a.modes.split(",") * 2:
         out = subprocess.run([sys.executable, __file__, "arena", "--child", mode, "--models", a.models,
                               "--photos", str(a.photos)], capture_output=True, text=True, check=True).stdout
         r = json.loads(out.strip().splitlines()[-1])
-        print(f"| {r['arena']} | {r['peak_rss_mb']} | {r['scan_ms']} | {r['batch16_ms_per_photo']} |")
+        print(f"| {r['arena']} ({Path(a.models).name}) | {r['peak_rss_mb']} | {r['scan_ms']} | {r['batch16_ms_per_photo']} |")
+
+
+# ---------------------------------------------------------------------------- threads
+
+
+def scanner_with(models: Path, threads: int, spinning: bool | None = None) -> Scanner:
+    """A Scanner whose two sessions are rebuilt with the given intra-op threads / spinning."""
+    s = Scanner(models, threads=threads)
+    for m in (s.detector.model, s.classifier.model if s.classifier else None):
+        if m is not None:
+            m.session = session(m.path, threads, spinning=spinning)
+    return s
+
+
+def cmd_threads(a) -> None:
+    models = Path(a.models)
+    datas = [p.path.read_bytes() for p in _photos(a.photos)]
+    variants = {"1 thread": (1, None), "2 threads": (2, None), "2 threads, no spinning": (2, False),
+                "1 thread, no spinning": (1, False)}
+    scanners = {k: scanner_with(models, *v) for k, v in variants.items()}
+    one = {k: (lambda s=s: [s.scan(d) for d in datas]) for k, s in scanners.items()}
+    many = {k: (lambda s=s: list(s.scan_many(datas, batch_size=16))) for k, s in scanners.items()}
+    r1 = interleave(one, a.rounds, 1)
+    rm = interleave(many, a.rounds, 1)
+    print(f"## Threads and spinning, {models.name} ({len(datas)} photos, {_load()})\n")
+    print("| ORT session | scan() mean ms/photo | scan_many photos/s |\n|---|---|---|")
+    for k in variants:
+        print(f"| {k} | {r1[k] / len(datas):.1f} | {len(datas) / rm[k] * 1000:.1f} |")
 
 
 # ---------------------------------------------------------------------------- fold
@@ -291,6 +324,51 @@ def cmd_quant(a) -> None:
                   f"{times[k + '/b16'] / 16:.1f} | {agree} |")
 
 
+def cmd_quantacc(a) -> None:
+    """Accuracy on the whole test split: detector is_cat vs species, breeds top-1 on test cats."""
+    from catscanner.quantize import fold_static_pads, quantize_model
+
+    models, out_dir = Path(a.models), Path(a.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    items = read_split(resolve_data_root(None), "test", species=None)
+    if a.photos and a.photos < len(items):
+        items = select_photos(items, a.photos)
+    spec = Scanner(models, threads=1).detector.preprocess
+    x = np.stack([preprocess(decode_image(p.path.read_bytes(), draft_short_side=spec.decode_hint), spec)
+                  for p in items])
+    is_cat = np.array([p.species == "cat" for p in items])
+    labels = np.array([p.label for p in items])
+    print(f"## int8 accuracy on {len(items)} test photos ({is_cat.sum()} cats), calibration {a.calib} trainval photos\n")
+    print("| model | variant | accuracy | change vs fp32 (points) | decisions changed |\n|---|---|---|---|---|")
+    for name in ("detector.onnx", "breeds.onnx"):
+        src = models / name
+        if not src.exists():
+            continue
+        meta = json.loads(session(src, 1).get_modelmeta().custom_metadata_map["catscanner"])
+        folded = out_dir / f"{src.stem}.folded.onnx"
+        fold_static_pads(src, folded)
+        variants = {"fp32 (pads folded)": folded}
+        for tag, keep in (("int8, depthwise/first/last conv kept fp32", ("depthwise", "first", "last")),
+                          ("int8, all convs", ())):
+            dst = out_dir / f"{src.stem}.int8-{'all' if not keep else 'keep'}-{a.calib}.onnx"
+            if not dst.exists() or a.force:
+                quantize_model(src, dst, data=resolve_data_root(None), calib_photos=a.calib, keep_float=keep)
+            variants[tag] = dst
+        base = None
+        for tag, path in variants.items():
+            s = session(path, a.threads)
+            outs = np.concatenate([s.run(None, {"image": x[i:i + 32]})[0] for i in range(0, len(x), 32)])
+            if name == "detector.onnx":
+                pred = outs >= float(meta["threshold"])
+                acc = float(np.mean(pred == is_cat))
+            else:
+                pred = outs[is_cat].argmax(1)
+                acc = float(np.mean(pred == labels[is_cat]))
+            if base is None:
+                base = (acc, pred)
+            print(f"| {name} | {tag} | {acc:.2%} | {100 * (acc - base[0]):+.2f} | {int(np.sum(pred != base[1]))} |")
+
+
 def _agreement(name: str, base: list, out: list) -> str:
     if name == "detector.onnx":
         thr = 0.5
@@ -306,13 +384,14 @@ def _agreement(name: str, base: list, out: list) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["ort", "decode", "batch", "arena", "fold", "quant"])
+    ap.add_argument("what", choices=["ort", "decode", "batch", "arena", "fold", "threads", "quant", "quantacc"])
     ap.add_argument("--models", default=str(default_model_dir()))
     ap.add_argument("--photos", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--thread-list", type=lambda v: [int(t) for t in v.split(",")], default=[1, 2])
     ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--modes", default="on,off,nopattern", help="arena: on, off, nopattern, off+nopattern")
     ap.add_argument("--out", default="/tmp/catscan-quant", help="quant: where the int8 models go")
     ap.add_argument("--formats", default="QDQ,QOperator", help="quant: QDQ and/or QOperator")
     ap.add_argument("--calib", type=int, default=64, help="quant: trainval photos for calibration")
@@ -320,7 +399,7 @@ def main() -> None:
     ap.add_argument("--force", action="store_true", help="quant: re-quantize even if the file exists")
     a = ap.parse_args()
     {"ort": cmd_ort, "decode": cmd_decode, "batch": cmd_batch, "arena": cmd_arena, "fold": cmd_fold,
-     "quant": cmd_quant}[a.what](a)
+     "threads": cmd_threads, "quant": cmd_quant, "quantacc": cmd_quantacc}[a.what](a)
 
 
 if __name__ == "__main__":

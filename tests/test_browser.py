@@ -1,5 +1,6 @@
 """The page in a real browser: Debian's Chromium driven by Playwright, against the real server
-(`catscan serve` in a subprocess, real models, real photos).
+(`catscan serve` in a subprocess, real models, real photos; ``oxford_images`` is a fixture of
+tests/conftest.py).
 
 Skipped when /usr/bin/chromium is missing, unless CATSCAN_REQUIRE_BROWSER=1 (then it fails).
 Screenshots go to $CATSCAN_ARTIFACT_DIR if set, else to pytest's tmp_path.
@@ -29,15 +30,6 @@ TIMEOUT_MS = 30_000  # generous: CI machines may be busy training models
 
 
 # ---------------------------------------------------------------------------- fixtures
-@pytest.fixture(scope="session")
-def pet_images() -> Path:
-    root = Path(os.environ.get("CATSCAN_DATA", REPO.parent / "shared" / "data"))
-    images = root / "oxford-iiit-pet" / "images"
-    if not images.is_dir():
-        pytest.skip(f"Oxford-IIIT Pet photos not found in {images}: set CATSCAN_DATA to the data folder.")
-    return images
-
-
 @pytest.fixture
 def artifact_dir(tmp_path: Path) -> Path:
     env = os.environ.get("CATSCAN_ARTIFACT_DIR")
@@ -57,8 +49,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`catscan serve` on a free port; yields its base URL once /healthz says the models are loaded."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("server") / "serve.log"
-    cmd = [sys.executable, "-c", "from catscanner.cli import app; app()",
-           "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    cmd = [sys.executable, "-m", "catscanner", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1"]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
@@ -146,11 +138,11 @@ def expect_result_matches_api(page, api: dict) -> None:
 
 
 # ---------------------------------------------------------------------------- tests
-def test_cat_photo_through_the_file_input(page: Page, server: str, pet_images: Path,
+def test_cat_photo_through_the_file_input(page: Page, server: str, oxford_images: Path,
                                           artifact_dir: Path) -> None:
     from playwright.sync_api import expect
 
-    photo = pet_images / CAT_PHOTO
+    photo = oxford_images / CAT_PHOTO
     api = api_scan(server, photo.name, photo.read_bytes()).json()
     assert api["is_cat"] is True
 
@@ -192,13 +184,13 @@ def test_non_image_shows_the_api_error(page: Page, server: str, artifact_dir: Pa
     pg.screenshot(path=str(artifact_dir / "web-error.png"), full_page=True)
 
 
-def test_drop_and_paste(page: Page, server: str, pet_images: Path) -> None:
+def test_drop_and_paste(page: Page, server: str, oxford_images: Path) -> None:
     """A dog photo dropped on the page, then a cat photo pasted: each replaces the last result."""
     from playwright.sync_api import expect
 
     pg = page.page
     for event, name in (("drop", DOG_PHOTO), ("paste", CAT_PHOTO)):
-        data = (pet_images / name).read_bytes()
+        data = (oxford_images / name).read_bytes()
         api = api_scan(server, name, data).json()
         pg.evaluate(
             """([event, name, b64]) => {
@@ -217,7 +209,7 @@ def test_drop_and_paste(page: Page, server: str, pet_images: Path) -> None:
         expect(pg.locator("#box")).to_be_visible() if api["is_cat"] else expect(pg.locator("#box")).to_be_hidden()
 
 
-def test_phone_layout(browser, server: str, pet_images: Path, artifact_dir: Path) -> None:
+def test_phone_layout(browser, server: str, oxford_images: Path, artifact_dir: Path) -> None:
     from playwright.sync_api import expect
 
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2,
@@ -230,7 +222,7 @@ def test_phone_layout(browser, server: str, pet_images: Path, artifact_dir: Path
         assert pg.get_attribute("#camera", "capture") is not None
         assert pg.get_attribute("#camera", "accept") == "image/*"
 
-        photo = pet_images / CAT_PHOTO
+        photo = oxford_images / CAT_PHOTO
         api = api_scan(server, photo.name, photo.read_bytes()).json()
         pg.set_input_files("#camera", str(photo))
         expect_result_matches_api(pg, api)

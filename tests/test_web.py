@@ -1,7 +1,7 @@
 """The web app (issue 4): API, errors, limits, queue and page, with the real models and real photos.
 
-Photos come from the Oxford-IIIT Pet images: ``$CATSCAN_DATA/oxford-iiit-pet/images``
-(default ``<repo>/../shared/data``). Broken files are made here from real photos.
+Photos come from the Oxford-IIIT Pet images (``oxford_images`` and the shared ``scanner`` are
+fixtures of tests/conftest.py). Broken files are made here from real photos.
 Only the queue test uses a test double (a scanner that waits on an Event before scanning).
 """
 
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import re
 import struct
 import tempfile
@@ -30,39 +29,24 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 for its TestCl
 
 from catscanner.breeds import BREEDS
 from catscanner.scanner import Scanner, ScanResult
-from catscanner.web import MULTIPART_OVERHEAD, create_app
+from catscanner.web import MULTIPART_OVERHEAD, STATIC_DIR, create_app
 
-REPO = Path(__file__).resolve().parents[1]
 CAT_PHOTO = "Persian_10.jpg"  # a clearly Persian cat
 DOG_PHOTO = "beagle_10.jpg"
-STATIC = REPO / "src" / "catscanner" / "static"
+STATIC = STATIC_DIR  # the files the app really serves
 SCHEMA_KEYS = set(ScanResult(path=None).to_dict())
 
 
 # ---------------------------------------------------------------------------- fixtures
+# (oxford_images, scanner: tests/conftest.py)
 @pytest.fixture(scope="session")
-def pet_images() -> Path:
-    root = Path(os.environ.get("CATSCAN_DATA", REPO.parent / "shared" / "data"))
-    images = root / "oxford-iiit-pet" / "images"
-    if not images.is_dir():
-        pytest.skip(f"Oxford-IIIT Pet photos not found in {images}: set CATSCAN_DATA to the data folder.")
-    return images
+def cat_bytes(oxford_images: Path) -> bytes:
+    return (oxford_images / CAT_PHOTO).read_bytes()
 
 
 @pytest.fixture(scope="session")
-def cat_bytes(pet_images: Path) -> bytes:
-    return (pet_images / CAT_PHOTO).read_bytes()
-
-
-@pytest.fixture(scope="session")
-def dog_bytes(pet_images: Path) -> bytes:
-    return (pet_images / DOG_PHOTO).read_bytes()
-
-
-@pytest.fixture(scope="module")
-def scanner() -> Scanner:
-    """The real models, loaded once: to compare with the API and to share with extra apps."""
-    return Scanner(threads=1)
+def dog_bytes(oxford_images: Path) -> bytes:
+    return (oxford_images / DOG_PHOTO).read_bytes()
 
 
 def wait_ready(client: TestClient, timeout: float = 60.0) -> None:
@@ -243,6 +227,7 @@ def test_bad_upload(client: TestClient, cat_bytes: bytes, maker, status: int, co
         r = client.post("/api/v1/scan", content=data, headers={"Content-Type": "image/jpeg"})
     assert r.status_code < 500
     assert_error(r, status, code)
+    assert client.app.state.pool.admitted == 0  # the failed upload gave its place back
 
 
 def test_hostile_png_over_pillows_hard_limit(client: TestClient) -> None:
@@ -358,7 +343,7 @@ def test_queue_full_answers_503_at_once(make_client, scanner: Scanner, cat_bytes
         assert double.started.wait(10)  # photo 1 is being scanned
         workers[1].start()
         deadline = time.monotonic() + 10
-        while pool.admitted < 2:  # photo 2 is waiting in the queue
+        while pool.admitted < 2:  # photo 2 is admitted: uploaded and waiting for the worker
             assert time.monotonic() < deadline
             time.sleep(0.01)
 

@@ -1,7 +1,8 @@
 """``catscan bench``: Cat Scanner against the reference pipeline, on the same real photos.
 
 Two pipelines, each measured in its own fresh subprocess so that peak memory and cold start
-are isolated (``python -m catscanner.bench --worker ours|reference --job FILE --out FILE``):
+are isolated (``catscanner.bench.main`` with ``--worker ours|reference --job FILE --out FILE``, started
+so that each imports only what its pipeline needs):
 
 * **ours** — :class:`catscanner.scanner.Scanner` (ONNX Runtime, EfficientNet-Lite0 detector +
   breed model): bytes -> decode -> detect -> classify -> :class:`ScanResult`.
@@ -122,6 +123,7 @@ def _worker_ours(job: dict, t_spawn: float) -> dict:
                        + (f"breeds {scanner.classifier.model.meta.get('backbone')}" if scanner.classifier
                           else "NO breed model installed"),
         "has_breed_model": scanner.classifier is not None,
+        "torch_loaded": "torch" in sys.modules,
         "first_result_ok": first.ok,
     }
     return _measure(job, info, t_spawn, t_import, imported, loaded, rss_loaded, t_first,
@@ -250,6 +252,7 @@ def _worker_reference(job: dict, t_spawn: float) -> dict:
             if job["reference_breeds"] == "always" else
             "breed ResNet-50 runs only on photos labelled cat (a perfect detector stands in for "
             "the randomly initialised one)"),
+        "onnxruntime_loaded": "onnxruntime" in sys.modules,
         "torch": torch.__version__,
         "torch_threads": torch.get_num_threads(),
     }
@@ -328,11 +331,18 @@ def worker_main(pipeline: str, job_file: str, out_file: str, t_spawn: float) -> 
 # =========================================================================== parent
 
 
+# The worker imports only the submodules its pipeline needs: ``catscanner/__init__`` (which loads
+# the Scanner, hence ONNX Runtime) is replaced by a bare package object, so the reference worker's
+# memory and cold start contain no ONNX Runtime and the ours worker's no PyTorch.
+_WORKER_BOOT = ("import sys, types; pkg = types.ModuleType('catscanner'); pkg.__path__ = [{pkg!r}]; "
+                "sys.modules['catscanner'] = pkg; from catscanner.bench import main; main()")
+
+
 def _spawn_worker(pipeline: str, job_file: Path, out_file: Path) -> tuple[dict, float, int]:
     """Run one worker in a fresh interpreter; returns (its result, peak RSS MB from wait4, exit code)."""
     t_spawn = time.time()
-    cmd = [sys.executable, "-m", "catscanner.bench", "--worker", pipeline, "--job", str(job_file),
-           "--out", str(out_file), "--t-spawn", repr(t_spawn)]
+    cmd = [sys.executable, "-c", _WORKER_BOOT.format(pkg=str(Path(__file__).resolve().parent)),
+           "--worker", pipeline, "--job", str(job_file), "--out", str(out_file), "--t-spawn", repr(t_spawn)]
     proc = subprocess.Popen(cmd)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = code = os.waitstatus_to_exitcode(status)

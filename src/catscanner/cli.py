@@ -294,6 +294,8 @@ def evaluate_detector_cmd(
         t.add_row("  false alarms", str(v["negatives"]), f"{v['false_alarms']} ({v['false_alarm_rate']:.1%})" if rule == "reference_rule" else "",
                   f"{v['false_alarms']} ({v['false_alarm_rate']:.1%})" if rule == "fitted_rule" else "")
     console.print(t)
+    for loc in r["localization"]:
+        console.print(f"COCO cat {loc['photo']}: detected {loc['detected']}, box IoU with the label {loc['iou']:.2f}")
 
 
 @app.command()
@@ -324,9 +326,11 @@ def serve(
     workers: Annotated[Optional[int], typer.Option(help="Inference threads (default: one per CPU core).", min=1)] = None,
     models: Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")] = None,
     max_upload_mb: Annotated[float, typer.Option(help="Largest photo accepted, in MB.", min=0.01)] = 10.0,
-    max_queue: Annotated[Optional[int], typer.Option(help="Photos that may wait for a free thread before the server answers 503 (busy).", min=0)] = None,
+    max_queue: Annotated[Optional[int], typer.Option(help="Photos that may be uploading or waiting for a free thread before the server answers 503 (busy); default 16.", min=0)] = None,
 ) -> None:
     """Run the web app: the page at http://HOST:PORT/, the JSON API at /api/v1/scan, docs at /docs."""
+    import logging
+
     import uvicorn
 
     from .web import DEFAULT_MAX_QUEUE, create_app
@@ -335,5 +339,9 @@ def serve(
         _fail(f"{models / 'detector.onnx'} not found: pass the folder that holds the exported models.")
     web_app = create_app(models, max_upload_bytes=int(max_upload_mb * 1024 * 1024),
                          max_queue=DEFAULT_MAX_QUEUE if max_queue is None else max_queue, threads=workers)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    logging.getLogger("catscanner").addHandler(handler)
+    logging.getLogger("catscanner").setLevel(logging.INFO)
     err_console.print(f"Cat Scanner on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(web_app, host=host, port=port, log_level="info")

@@ -61,12 +61,13 @@ def top_labels(logits: np.ndarray, k: int = 5) -> list[ImageNetLabel]:
 
 
 def box_from_map(cat_map: np.ndarray, crop: tuple[float, float, float], image_size: tuple[int, int],
-                 level: float = 0.5) -> Box:
-    """Bounding box of the connected region around the map's peak where it is above ``level``
-    of its range; ``crop`` = (left, top, side) of the centre crop the map covers."""
+                 level: float = 0.2) -> Box:
+    """Bounding box of the region connected to the map's peak where the activation is at least
+    ``level`` of the peak (20 %, as in the CAM paper, Zhou et al. 2016); ``crop`` = (left, top,
+    side) of the centre crop the map covers, in photo pixels."""
     m = np.asarray(cat_map, dtype=np.float64)
-    lo, hi = m.min(), m.max()
-    mask = m >= lo + level * (hi - lo) if hi > lo else np.ones_like(m, dtype=bool)
+    hi = m.max()
+    mask = m >= level * hi if hi > 0 else m >= m.min() + level * (hi - m.min())
     h, w = m.shape
     start = np.unravel_index(int(m.argmax()), m.shape)
     seen = np.zeros_like(mask)

@@ -172,7 +172,36 @@ def evaluate_detector(data_root: str | Path, model_dir: str | Path | None = None
         n_neg = sum(r["photos"] for r in negatives)
         summary[rule] = {"recall": cats[f"{rule}_positive"] / cats["photos"], "false_alarms": fa,
                          "negatives": n_neg, "false_alarm_rate": fa / n_neg}
-    return {"sets": rows, "summary": summary, "threshold": det.threshold, "model": str(model_dir / DETECTOR_FILE)}
+    return {"sets": rows, "summary": summary, "threshold": det.threshold, "model": str(model_dir / DETECTOR_FILE),
+            "localization": coco_localization(data_root, model_dir)}
+
+
+def _iou(a: tuple, b: tuple) -> float:
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union else 0.0
+
+
+def coco_localization(data_root: str | Path, model_dir: str | Path | None = None) -> list[dict]:
+    """IoU between the scanner's cat box and the labelled COCO cat box (class 15) per cat photo."""
+    from .scanner import Scanner
+
+    scanner = Scanner(model_dir)
+    coco = Path(data_root) / "coco128"
+    out = []
+    for lab in sorted((coco / "labels" / "train").glob("*.txt")):
+        cats = [list(map(float, r.split()[1:5])) for r in lab.read_text().splitlines() if r.split()[:1] == ["15"]]
+        if not cats:
+            continue
+        r = scanner.scan(coco / "images" / "train" / f"{lab.stem}.jpg")
+        W, H = r.width, r.height
+        truth = [((x - w / 2) * W, (y - h / 2) * H, (x + w / 2) * W, (y + h / 2) * H) for x, y, w, h in cats]
+        iou = max(_iou((r.box.left, r.box.top, r.box.right, r.box.bottom), t) for t in truth) if r.box else 0.0
+        out.append({"photo": f"{lab.stem}.jpg", "detected": r.is_cat, "box": r.box.to_dict() if r.box else None,
+                    "iou": round(iou, 3)})
+    return out
 
 
 # --------------------------------------------------------------------------- ImageNet weight check

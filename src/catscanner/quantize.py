@@ -186,11 +186,16 @@ def calibration_photos(data: str | Path, n: int) -> list[Path]:
 
 def quantize_model(src: str | Path, dst: str | Path, *, data: str | Path, calib_photos: int = 64,
                    fmt: str = "QDQ", per_channel: bool = True, method: str = "minmax",
-                   op_types: tuple[str, ...] | None = ("Conv",)) -> Path:
+                   op_types: tuple[str, ...] | None = ("Conv",),
+                   keep_float: tuple[str, ...] = ("depthwise", "first", "last")) -> Path:
     """int8 static quantization of ``src`` (folded pads first), calibrated on ``trainval`` photos.
 
     ``op_types`` limits what is quantized (default: convolutions, where the time goes; the heads,
-    softmax and cat-probability rule stay float32). ``fmt``: ``QDQ`` or ``QOperator``.
+    softmax and cat-probability rule stay float32). ``keep_float`` leaves these convolutions in
+    float32: ``depthwise`` (grouped), ``first`` (stem) and ``last`` (the 1280-channel head conv
+    that the logits and the cat map are read from); quantizing all convs of EfficientNet-Lite0
+    changed the ImageNet top-1 of ~20 % of test photos (benchmarks/FINDINGS.md). ``fmt``: ``QDQ``
+    or ``QOperator``.
     """
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -206,11 +211,20 @@ def quantize_model(src: str | Path, dst: str | Path, *, data: str | Path, calib_
         folded = Path(tmp) / "folded.onnx"
         fold_static_pads(src, folded)
         reader = _PhotoReader(calibration_photos(data, calib_photos), spec, input_name)
+        convs = [n for n in onnx.load(str(folded)).graph.node if n.op_type == "Conv"]
+        exclude = []
+        if "depthwise" in keep_float:
+            exclude += [n.name for n in convs if any(a.name == "group" and a.i > 1 for a in n.attribute)]
+        if "first" in keep_float and convs:
+            exclude.append(convs[0].name)
+        if "last" in keep_float and convs:
+            exclude.append(convs[-1].name)
         quantize_static(
             str(folded), str(dst), reader,
             quant_format=QuantFormat.QDQ if fmt.upper() == "QDQ" else QuantFormat.QOperator,
             op_types_to_quantize=list(op_types) if op_types else None,
             per_channel=per_channel,
+            nodes_to_exclude=sorted(set(exclude)),
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
@@ -218,7 +232,8 @@ def quantize_model(src: str | Path, dst: str | Path, *, data: str | Path, calib_
         )
     out = onnx.load(str(dst))
     meta["quantization"] = {"format": fmt, "per_channel": per_channel, "method": method,
-                            "op_types": list(op_types) if op_types else "all", "calibration_photos": calib_photos,
+                            "op_types": list(op_types) if op_types else "all", "kept_float": list(keep_float),
+                            "calibration_photos": calib_photos,
                             "calibration_split": "trainval", "source": src.name}
     _set_meta(out, meta)
     onnx.save(out, str(dst))
@@ -239,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     q.add_argument("--format", default="QDQ", choices=["QDQ", "QOperator"])
     q.add_argument("--method", default="minmax", choices=["minmax", "entropy", "percentile"])
     q.add_argument("--all-ops", action="store_true", help="quantize every supported op, not only Conv")
+    q.add_argument("--quantize-all-convs", action="store_true",
+                   help="also quantize depthwise, first and last convs (faster, much less accurate)")
     a = ap.parse_args(argv)
     if a.cmd == "fold":
         print(json.dumps(fold_static_pads(a.src, a.dst)))
@@ -246,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
         from .bench import resolve_data_root
 
         quantize_model(a.src, a.dst, data=resolve_data_root(a.data), calib_photos=a.calib, fmt=a.format,
-                       method=a.method, op_types=None if a.all_ops else ("Conv",))
+                       method=a.method, op_types=None if a.all_ops else ("Conv",),
+                       keep_float=() if a.quantize_all_convs else ("depthwise", "first", "last"))
         print(a.dst)
 
 

@@ -4,7 +4,8 @@
 inference pool, so the server answers ``/healthz`` with 503 while they load) and shuts the pool
 down at the end. Photos are read into memory while the body streams in, never past the upload
 limit and never into temporary files, then scanned in a thread pool off the event loop. The pool
-admits at most ``threads + max_queue`` photos at a time; past that the API answers 503 at once.
+admits at most ``threads + max_queue`` photos at a time (uploading, waiting or being scanned);
+past that the API answers 503 at once.
 
 Run it with ``catscan serve`` (uvicorn). The page is ``static/index.html``; the API is
 documented at ``/docs``.
@@ -192,7 +193,10 @@ def status_for(exc: CatScannerError) -> int:
 
 
 def _megabytes(n: int) -> str:
-    return f"{n / (1024 * 1024):.1f} MB" if n >= 1024 * 1024 else f"{n / 1024:.0f} KB"
+    """10485760 -> '10 MB', 30000000 -> '28.6 MB', 65536 -> '64 KB'."""
+    if n >= 1024 * 1024:
+        return f"{n / (1024 * 1024):.1f}".removesuffix(".0") + " MB"
+    return f"{n / 1024:.0f} KB"
 
 
 def too_large(limit: int, size: int | None = None) -> ApiError:
@@ -237,10 +241,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 # ====================================================================== the inference pool
 class InferencePool:
-    """``workers`` threads scan photos; at most ``workers + max_queue`` are admitted at once.
+    """``workers`` threads scan photos; at most ``workers + max_queue`` photos are admitted at once.
 
-    :meth:`run` refuses (``ApiError`` 503) instead of waiting when the pool is full, so a busy
-    server says so at once rather than letting requests time out.
+    A request reserves its place *before* its body is read, so memory is bounded too (at most
+    that many uploads of up to the size limit). When every place is taken :meth:`reserve` raises
+    ``ApiError`` 503 at once: a busy server says so rather than letting requests time out.
     """
 
     def __init__(self, workers: int, max_queue: int):
@@ -254,34 +259,19 @@ class InferencePool:
 
     @property
     def admitted(self) -> int:
-        """Photos running or waiting right now."""
+        """Photos being uploaded, waiting or being scanned right now."""
         with self._lock:
             return self._admitted
 
-    def busy_error(self) -> ApiError:
-        return ApiError(503, "busy", f"The scanner is busy ({self.capacity} photos in progress or queued). "
-                                     "Try again in a few seconds.", {"Retry-After": "2"})
-
-    def check_capacity(self) -> None:
-        """Fail fast (before reading a body) when there is no room."""
-        if self.admitted >= self.capacity:
-            raise self.busy_error()
-
-    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    def reserve(self) -> Reservation:
         with self._lock:
             if self._admitted >= self.capacity:
-                raise self.busy_error()
+                raise ApiError(503, "busy", f"The scanner is busy ({self.capacity} photos in progress or "
+                                            "queued). Try again in a few seconds.", {"Retry-After": "2"})
             self._admitted += 1
-        try:
-            future = self.executor.submit(fn, *args, **kwargs)
-        except BaseException:
-            self._release()
-            raise
-        # Released when the job really ends (also if the client went away meanwhile).
-        future.add_done_callback(lambda _: self._release())
-        return await asyncio.wrap_future(future)
+        return Reservation(self)
 
-    def _release(self) -> None:
+    def release(self) -> None:
         with self._lock:
             self._admitted -= 1
 
@@ -289,14 +279,43 @@ class InferencePool:
         self.executor.shutdown(wait=True, cancel_futures=True)
 
 
+class Reservation:
+    """One admitted photo's place in the pool: held while the upload is read, then handed to the
+    job, which gives it back when it really ends (also if the client went away meanwhile)."""
+
+    def __init__(self, pool: InferencePool):
+        self._pool = pool
+        self._held = True
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._give_back()
+
+    async def run(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """Run ``fn`` in a pool thread and wait for it without blocking the event loop."""
+        if not self._held:
+            raise RuntimeError("this reservation was already used")
+        future = self._pool.executor.submit(fn, *args, **kwargs)
+        self._held = False
+        future.add_done_callback(lambda _: self._pool.release())
+        return await asyncio.wrap_future(future)
+
+    def _give_back(self) -> None:
+        if self._held:
+            self._held = False
+            self._pool.release()
+
+
 # ====================================================================== models
 class Models:
     """The scanner being loaded (in the pool) or loaded; what ``/healthz`` reports."""
 
     def __init__(self, future: Future[Scanner]):
+        self._t0 = time.perf_counter()
         self._future = future
         future.add_done_callback(self._log_outcome)
-        self._t0 = time.perf_counter()
 
     def _log_outcome(self, future: Future[Scanner]) -> None:
         if future.cancelled():
@@ -318,7 +337,7 @@ class Models:
         if self.status != "error":
             return None
         exc = None if self._future.cancelled() else self._future.exception()
-        return f"The models could not be loaded: {exc or 'loading was cancelled'}"
+        return f"The models could not be loaded: {str(exc or 'loading was cancelled').rstrip('.')}."
 
     def require(self) -> Scanner:
         status = self.status
@@ -326,7 +345,7 @@ class Models:
             raise ApiError(503, "loading", "The models are still loading. Try again in a few seconds.",
                            {"Retry-After": "2"})
         if status == "error":
-            raise ApiError(503, "models_unavailable", f"{self.error_message()}. Check the server log.")
+            raise ApiError(503, "models_unavailable", f"{self.error_message()} Check the server log.")
         return self._future.result()
 
 
@@ -523,7 +542,7 @@ def create_app(
     """The Cat Scanner web app.
 
     ``threads`` inference threads (default: one per CPU core), each running ONNX Runtime on one
-    core; ``max_queue`` more photos may wait, beyond that the API answers 503. Uploads over
+    core; ``max_queue`` more photos may be uploading or waiting, beyond that the API answers 503. Uploads over
     ``max_upload_bytes`` get 413. ``scanner_factory`` replaces how the :class:`Scanner` is built
     (default: ``Scanner(model_dir, threads=1)``), e.g. to share one across apps.
     """
@@ -572,9 +591,10 @@ def create_app(
         Send the photo as multipart form field `file` or as the raw body (`Content-Type: image/jpeg`,
         `application/octet-stream`, ...). The format is judged by content, not by name or type.
         """
-        pool.check_capacity()  # answer "busy" before reading a body we could not scan
-        upload = await read_upload(request, settings.max_upload_bytes)
-        result = await pool.run(scan_photo, scanner, upload.data, threshold=threshold, source=upload.filename)
+        with pool.reserve() as place:  # "busy" at once, before reading a body we could not scan
+            upload = await read_upload(request, settings.max_upload_bytes)
+            result = await place.run(scan_photo, scanner, upload.data, threshold=threshold,
+                                     source=upload.filename)
         return ScanResponse.model_validate(result.to_dict())
 
     @app.get("/api/v1/breeds", tags=["scan"], summary="The breeds Cat Scanner knows")
