@@ -293,6 +293,9 @@ class BreedNet(nn.Module):
     def __init__(self, backbone: nn.Module, num_classes: int = 12, head: str = "mlp3",
                  hidden: tuple[int, int] = (512, 256), dropout: float = 0.2):
         super().__init__()
+        for attr in ("_fc", "fc"):  # the ImageNet layer is replaced by the new head
+            if isinstance(getattr(backbone, attr, None), nn.Linear):
+                setattr(backbone, attr, nn.Identity())
         self.backbone = backbone
         n = backbone.num_features
         if head == "mlp3":

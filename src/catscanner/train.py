@@ -279,7 +279,8 @@ def load_breed_checkpoint(path: str | Path) -> tuple[BreedNet, dict]:
     from .backbones import create_backbone
 
     model = BreedNet(create_backbone(cfg["backbone"]), len(ckpt["breeds"]), cfg["head"])
-    model.load_state_dict(ckpt["model"])
+    old_imagenet_layer = ("backbone._fc.", "backbone.fc.")  # kept by checkpoints of early versions
+    model.load_state_dict({k: v for k, v in ckpt["model"].items() if not k.startswith(old_imagenet_layer)})
     return model.eval(), ckpt
 
 
