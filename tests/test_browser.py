@@ -132,6 +132,10 @@ def expect_result_matches_api(page, api: dict) -> None:
         top = api["breeds"][0]
         expect(breeds.first.locator(".breed-name")).to_have_text(top["breed"])
         expect(breeds.first.locator(".breed-percent")).to_have_text(f"{round(top['percent'])} %")
+        for i, share in enumerate(api["breeds"]):  # each bar is filled to its share
+            bar = breeds.nth(i).locator(".breed-bar").bounding_box()
+            fill = breeds.nth(i).locator(".breed-fill").bounding_box()
+            assert fill["width"] == pytest.approx(bar["width"] * share["percent"] / 100, abs=2), share
         expect(page.locator("#breeds-note")).to_be_hidden()
     else:
         expect(page.locator("#breeds-note")).to_have_text(api["breeds_note"])

@@ -234,7 +234,7 @@ def check_weights(
 @app.command()
 def evaluate(
     data: Annotated[Path, typer.Option(help="Folder in the Oxford-IIIT Pet layout.")] = Path("../shared/data/oxford-iiit-pet"),
-    split: Annotated[str, typer.Option(help="trainval or test.")] = "test",
+    split: Annotated[str, typer.Option(help="test, trainval, or val (the model's own validation photos).")] = "test",
     models: Annotated[Optional[Path], typer.Option(help="Folder with breeds.onnx.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print every number as JSON.")] = False,
     out: Annotated[Path, typer.Option(help="Folder for breed_metrics.json and confusion_matrix.png.")] = Path("reports"),
@@ -315,7 +315,7 @@ def bench(
     try:
         run_bench(photos=photos, threads=threads, json_out=json_out, quick=quick, data=data, models=models,
                   batch_size=batch_size, reference_breeds=reference_breeds)
-    except (CatScannerError, ValueError, FileNotFoundError) as e:
+    except (CatScannerError, ValueError, FileNotFoundError, RuntimeError) as e:
         _fail(str(e))
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from .breeds import BREEDS, BreedClassifier, softmax
 from .data import read_split
+from .errors import CatScannerError
 from .detector import CatDetector, reference_rule
 from .imaging import load_image, preprocess
 from .onnx_model import OnnxModel
@@ -77,12 +78,24 @@ def breed_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
     return out
 
 
+def breed_split(data: str | Path, split: str, train_config: dict) -> list:
+    """Cat photos of ``trainval``/``test``, or ``val``: the validation photos the model was tuned on
+    (carved out of trainval with the training run's own fraction and seed)."""
+    if split != "val":
+        return read_split(data, split)
+    from .data import stratified_holdout
+
+    if "val_fraction" not in train_config:
+        raise CatScannerError("This breed model does not record its validation split; use trainval or test.")
+    return stratified_holdout(read_split(data, "trainval"), train_config["val_fraction"], train_config["seed"])[1]
+
+
 def evaluate_breeds(data: str | Path, split: str = "test", model_dir: str | Path | None = None,
                     tta: bool = False) -> dict:
     """Breed metrics of the shipped breed model on every cat photo of ``split``."""
     model_dir = Path(model_dir) if model_dir else default_model_dir()
     clf = BreedClassifier(OnnxModel(model_dir / BREEDS_FILE))
-    items = read_split(data, split)
+    items = breed_split(data, split, clf.model.meta.get("config", {}))
     labels = np.array([it.label for it in items])
 
     def run(batch: np.ndarray) -> np.ndarray:
