@@ -29,7 +29,7 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 for its TestCl
 
 from catscanner.breeds import BREEDS
 from catscanner.scanner import Scanner, ScanResult
-from catscanner.web import MULTIPART_OVERHEAD, STATIC_DIR, create_app
+from catscanner.web import MULTIPART_OVERHEAD, STATIC_DIR, SWAGGER_UI_DIR, create_app
 
 CAT_PHOTO = "Persian_10.jpg"  # a clearly Persian cat
 DOG_PHOTO = "beagle_10.jpg"
@@ -418,6 +418,38 @@ def test_openapi_docs(client: TestClient) -> None:
     assert any(p["name"] == "threshold" for p in scan["parameters"])
     assert set(spec["components"]["schemas"]["ScanResponse"]["properties"]) == SCHEMA_KEYS
     assert {"/api/v1/breeds", "/healthz"} <= set(spec["paths"])
+
+
+def test_docs_work_offline(client: TestClient) -> None:
+    """/docs is Swagger UI served by this server: no CDN (the product must work with no internet)."""
+    r = client.get("/docs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    html = r.text
+    assert "SwaggerUIBundle(" in html and "/openapi.json" in html
+    # Nothing from another host: every absolute URL (if any) is this server's.
+    for url in re.findall(r"""(?:https?:)?//[^\s"'<>)]+""", html):
+        assert url.startswith(str(client.base_url)), url
+    refs = re.findall(r"""(?:src|href)\s*=\s*["']([^"']+)["']""", html)
+    scripts = [u for u in refs if u.endswith(".js")]
+    styles = [u for u in refs if u.endswith(".css")]
+    assert scripts and styles, refs
+    for url in refs:
+        asset = client.get(url)
+        assert asset.status_code == 200 and asset.content, url
+    assert "javascript" in client.get(scripts[0]).headers["content-type"]
+    assert client.get(styles[0]).headers["content-type"].startswith("text/css")
+    # swagger-ui 4 shows "Unable to render this definition" for OpenAPI 3.1 (what FastAPI writes).
+    openapi = client.get("/openapi.json").json()["openapi"]
+    major = re.search(r"swagger-ui-dist@(\d+)\.", (SWAGGER_UI_DIR / "README.txt").read_text())
+    assert major and (int(major[1]) >= 5 or not openapi.startswith("3.1")), (SWAGGER_UI_DIR, openapi)
+    # The inline script that starts Swagger UI is allowed by the page's CSP (by hash), nothing else is.
+    csp = r.headers["content-security-policy"]
+    assert "default-src 'self'" in csp and "'sha256-" in csp and "script-src 'self' 'sha256-" in csp
+    assert "unsafe-inline" not in csp.split("script-src", 1)[1].split(";")[0]
+    # ReDoc (also from a CDN) is off; only the files /docs uses are served from the bundle.
+    assert client.get("/redoc").status_code == 404
+    assert client.get("/static-docs/LICENSE").status_code == 404
+    assert client.get("/docs/oauth2-redirect").status_code == 200
 
 
 def test_unknown_route_is_a_json_error(client: TestClient) -> None:

@@ -54,17 +54,40 @@ def _round_filters(channels: int, width: float, divisor: int = 8) -> int:
 
 
 class Conv2dSame(nn.Conv2d):
-    """Conv2d with TensorFlow "SAME" padding computed from the actual input size."""
+    """Conv2d with TensorFlow "SAME" padding computed from the actual input size.
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        ih, iw = x.shape[-2:]
+    For export at a fixed size, :func:`freeze_same_padding` stores each layer's padding as
+    constants so the ONNX graph has no run-time shape arithmetic.
+    """
+
+    static_pad: list[int] | None = None
+
+    def same_pad(self, ih: int, iw: int) -> list[int]:
         kh, kw = self.weight.shape[-2:]
         sh, sw = self.stride
         pad_h = max((math.ceil(ih / sh) - 1) * sh + kh - ih, 0)
         pad_w = max((math.ceil(iw / sw) - 1) * sw + kw - iw, 0)
-        if pad_h or pad_w:
-            x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        return [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        left, right, top, bottom = self.static_pad if self.static_pad is not None else self.same_pad(*x.shape[-2:])
+        if left == right and top == bottom:  # symmetric: the convolution pads by itself
+            return F.conv2d(x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups)
+        x = F.pad(x, [left, right, top, bottom])
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def freeze_same_padding(model: nn.Module, size: int) -> nn.Module:
+    """Fix every :class:`Conv2dSame`'s padding for ``size`` x ``size`` inputs (for export)."""
+    def record(conv: Conv2dSame, inputs: tuple) -> None:
+        conv.static_pad = conv.same_pad(*(int(d) for d in inputs[0].shape[-2:]))
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, Conv2dSame)]
+    with torch.no_grad():
+        model.eval()(torch.zeros(1, 3, size, size))
+    for h in hooks:
+        h.remove()
+    return model
 
 
 def _bn(c: int) -> nn.BatchNorm2d:

@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import onnx
 import torch
 
-from .backbones import BACKBONES, CatDetectorNet, load_backbone
+from .backbones import BACKBONES, CatDetectorNet, freeze_same_padding, load_backbone
 from .onnx_model import META_KEY
 
 
 def _export(model: torch.nn.Module, size: int, out: Path, output_names: list[str], meta: dict) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
-    model = model.eval()
+    model = freeze_same_padding(model.eval(), size)
     example = torch.zeros(1, 3, size, size)
     dynamic = {"image": {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # TF-same padding is fixed per size
+    with torch.no_grad():
         torch.onnx.export(model, (example,), str(out), input_names=["image"], output_names=output_names,
                           dynamic_axes=dynamic, opset_version=17, dynamo=False,
                           do_constant_folding=False)  # keep weight names; ORT folds BN at load

@@ -8,14 +8,17 @@ admits at most ``threads + max_queue`` photos at a time (uploading, waiting or b
 past that the API answers 503 at once.
 
 Run it with ``catscan serve`` (uvicorn). The page is ``static/index.html``; the API is
-documented at ``/docs``.
+documented at ``/docs`` (Swagger UI served from this server, so it works offline too).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
 import os
+import re
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -27,7 +30,8 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from fastapi import Depends, FastAPI, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 from python_multipart.exceptions import FormParserError
@@ -61,6 +65,13 @@ PAGE_HEADERS = {
                                "base-uri 'none'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
 }
+# The API docs (Swagger UI) are served from this server too, never from a CDN: the product must
+# work with no internet. FastAPI's own /docs would load swagger-ui from cdn.jsdelivr.net.
+DOCS_URL = "/docs"
+DOCS_OAUTH2_REDIRECT_URL = "/docs/oauth2-redirect"
+DOCS_STATIC_URL = "/static-docs"
+SWAGGER_UI_DIR = Path(__file__).with_name("swagger_ui")  # swagger-ui-dist 5.31.0 from npm, unchanged (see its README.txt)
+DOCS_JS, DOCS_CSS, DOCS_FAVICON = "swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"
 
 # HTTP status for each CatScannerError code (see catscanner.errors).
 STATUS_BY_CODE: dict[str, int] = {
@@ -574,9 +585,12 @@ def create_app(
                     "Errors are JSON `{\"error\": {\"code\", \"message\"}}`.",
         version=_version(),
         lifespan=lifespan,
+        docs_url=None,  # replaced below by a self-hosted Swagger UI (FastAPI's loads it from a CDN)
+        redoc_url=None,  # ReDoc would load from a CDN too, and its bundle is not shipped
     )
     _install_error_handlers(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    _install_docs(app)
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -613,6 +627,51 @@ def create_app(
         return HealthResponse(status=models.status, message=models.error_message() or "The models are loading.")
 
     return app
+
+
+def _docs_headers(html: str) -> dict[str, str]:
+    """Like PAGE_HEADERS, but letting Swagger UI run: its page starts it with one inline script
+    (allowed by hash, no 'unsafe-inline' for scripts) and it sets inline styles."""
+    hashes = " ".join(
+        f"'sha256-{base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()}'"
+        for script in re.findall(r"<script>(.*?)</script>", html, re.S)
+    )
+    return {
+        "Content-Security-Policy": f"default-src 'self'; script-src 'self' {hashes}; "
+                                   "style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; "
+                                   "object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+class _DocsFiles(StaticFiles):
+    """Only the swagger-ui files /docs uses (not its licence files)."""
+
+    def lookup_path(self, path: str) -> tuple[str, os.stat_result | None]:
+        return super().lookup_path(path) if path in (DOCS_JS, DOCS_CSS, DOCS_FAVICON) else ("", None)
+
+
+def _install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs, with its JavaScript, CSS and icon served from /static-docs
+    (FastAPI's recipe "Self-hosting JavaScript and CSS for docs")."""
+    app.mount(DOCS_STATIC_URL, _DocsFiles(directory=SWAGGER_UI_DIR), name="static-docs")
+
+    @app.get(DOCS_URL, include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        page = get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API docs",
+            oauth2_redirect_url=DOCS_OAUTH2_REDIRECT_URL,
+            swagger_js_url=f"{DOCS_STATIC_URL}/{DOCS_JS}",
+            swagger_css_url=f"{DOCS_STATIC_URL}/{DOCS_CSS}",
+            swagger_favicon_url=f"{DOCS_STATIC_URL}/{DOCS_FAVICON}",
+        )
+        html = bytes(page.body).decode()
+        return HTMLResponse(html, headers=_docs_headers(html))
+
+    @app.get(DOCS_OAUTH2_REDIRECT_URL, include_in_schema=False)
+    async def swagger_ui_redirect() -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 def _version() -> str:
