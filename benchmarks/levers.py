@@ -260,7 +260,7 @@ def cmd_threads(a) -> None:
 
 
 def cmd_fold(a) -> None:
-    from catscanner.quantize import fold_static_pads
+    from quantize import fold_static_pads
 
     models, out = Path(a.models), Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -288,7 +288,7 @@ def cmd_fold(a) -> None:
 
 
 def cmd_quant(a) -> None:
-    from catscanner.quantize import quantize_model
+    from quantize import quantize_model
 
     models = Path(a.models)
     out_dir = Path(a.out)
@@ -304,7 +304,7 @@ def cmd_quant(a) -> None:
         fp = session(src, 2)
         inp = fp.get_inputs()[0].name
         base = fp.run(None, {inp: x})
-        from catscanner.quantize import fold_static_pads
+        from quantize import fold_static_pads
 
         folded = out_dir / f"{src.stem}.folded.onnx"
         fold_static_pads(src, folded)
@@ -333,7 +333,7 @@ def cmd_quant(a) -> None:
 
 def cmd_quantacc(a) -> None:
     """Accuracy on the whole test split: detector is_cat vs species, breeds top-1 on test cats."""
-    from catscanner.quantize import fold_static_pads, quantize_model
+    from quantize import fold_static_pads, quantize_model
 
     models, out_dir = Path(a.models), Path(a.out)
     out_dir.mkdir(parents=True, exist_ok=True)

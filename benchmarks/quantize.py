@@ -9,8 +9,8 @@
   photos preprocessed exactly as the model's own metadata says. Measured and NOT adopted: the
   accuracy holds (within 0.4 points) but end-to-end scans are no faster.
 
-    python -m catscanner.quantize fold  SRC.onnx DST.onnx
-    python -m catscanner.quantize int8  SRC.onnx DST.onnx [--data DIR] [--calib 64] [--format QDQ]
+    python benchmarks/quantize.py fold  SRC.onnx DST.onnx
+    python benchmarks/quantize.py int8  SRC.onnx DST.onnx [--data DIR] [--calib 64] [--format QDQ]
 """
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def quantize_model(src: str | Path, dst: str | Path, *, data: str | Path, calib_
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m catscanner.quantize", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python benchmarks/quantize.py", description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("fold", help="fold run-time Pad amounts to constants (lossless)")
     f.add_argument("src")
