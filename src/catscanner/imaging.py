@@ -108,8 +108,8 @@ def decode_image(
             f"The input ({len(data)} bytes) is not an image format Cat Scanner reads "
             f"(JPEG, PNG, GIF, WebP, BMP, TIFF)."
         ) from None
-    except (OSError, ValueError, SyntaxError) as e:
-        raise CorruptImageError(f"The image header is corrupt: {e}.") from None
+    except Exception as e:  # Pillow plugins raise many types (struct.error, IndexError, ...)
+        raise CorruptImageError(f"The image header is corrupt ({type(e).__name__}: {e}).") from None
     if img.format not in SUPPORTED_FORMATS:
         raise NotAnImageError(
             f"{img.format} images are not supported: use JPEG, PNG, GIF, WebP, BMP or TIFF."
@@ -134,7 +134,7 @@ def decode_image(
         return _to_rgb(img)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageTooLargeError(f"The image has too many pixels to decode safely ({e}).") from None
-    except (OSError, ValueError, SyntaxError, EOFError) as e:
+    except Exception as e:  # truncated data, bad chunks, and whatever a plugin trips over
         raise CorruptImageError(
             f"The image data is truncated or corrupt ({e}). Re-export or re-download the photo."
         ) from None

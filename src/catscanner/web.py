@@ -519,26 +519,8 @@ async def _read_multipart(chunks: AsyncIterator[bytes], boundary: bytes | None, 
 
 # ====================================================================== scanning
 def scan_photo(scanner: Scanner, data: bytes, *, threshold: float | None, source: str | None) -> ScanResult:
-    """Decode and scan one uploaded photo (runs in a pool thread).
-
-    Decoding is done here so that a hostile file making an image plugin fail in an unexpected
-    way is reported as a corrupt image (422), not as a server error.
-    """
-    t0 = time.perf_counter()
-    try:
-        img = scanner.load(data)
-    except CatScannerError:
-        raise
-    except Exception as e:  # Pillow plugins can raise odd types (struct.error, IndexError, ...)
-        raise CorruptImageError(f"The image could not be decoded ({type(e).__name__}: {e}). "
-                                "Re-export or re-download the photo.") from None
-    decode_ms = (time.perf_counter() - t0) * 1000
-    result = scanner.scan(img, threshold=threshold, source=source)
-    if result.timing is not None:  # count the decoding done above, as `catscan scan` does
-        t = result.timing
-        result = replace(result, timing=Timing(decode_ms, t.detect_ms, t.classify_ms,
-                                               decode_ms + t.detect_ms + t.classify_ms))
-    return result
+    """Decode and scan one uploaded photo (runs in a pool thread)."""
+    return scanner.scan(data, threshold=threshold, source=source)
 
 
 # ====================================================================== the app
