@@ -289,3 +289,18 @@ def test_progress_bar_goes_to_stderr_not_into_json(cat_photo: Path, dog_photo: P
     records = json_records(proc.stdout.decode())
     assert [r["path"] for r in records] == [str(p) for p in photos]
     assert "scanning" in ANSI.sub("", b"".join(chunks).decode(errors="replace"))
+
+
+def test_annotate_saves_each_photo_with_its_result_drawn(tmp_path: Path, cat_photo: Path, dog_photo: Path):
+    from PIL import Image
+
+    out = tmp_path / "drawn"
+    r = scan(str(cat_photo), str(dog_photo), "--annotate", str(out))
+    assert r.exit_code == 0, r.output
+    saved = sorted(p.name for p in out.iterdir())
+    assert saved == sorted([cat_photo.with_suffix(".jpg").name, dog_photo.with_suffix(".jpg").name])
+    with Image.open(cat_photo) as original, Image.open(out / cat_photo.with_suffix(".jpg").name) as drawn:
+        assert drawn.size == original.size
+        # the box is drawn in the box colour somewhere in the picture
+        assert (255, 196, 0) in {px for px in drawn.convert("RGB").resize((200, 150)).getdata()} or \
+            any(abs(p[0] - 255) < 30 and abs(p[1] - 196) < 40 and p[2] < 60 for p in drawn.convert("RGB").getdata())

@@ -76,6 +76,18 @@ def _breed_text(result) -> str:
     return "—"
 
 
+def _save_annotated(scanner, results, folder: Path, names: dict[str, str]):
+    """Pass results through, saving each scanned photo with the result drawn on it."""
+    from .annotate import annotate
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for r in results:
+        if r.ok:
+            out = folder / (Path(names.get(r.path, r.path)).with_suffix("").as_posix().replace("/", "__") + ".jpg")
+            annotate(scanner.load(r.path), r).save(out, quality=90)
+        yield r
+
+
 @app.command()
 def scan(
     paths: Annotated[list[Path], typer.Argument(help="Photos and/or folders (searched recursively).")],
@@ -84,6 +96,7 @@ def scan(
     models: Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for inference (default: all cores).")] = None,
     batch_size: Annotated[int, typer.Option(help="Photos per inference batch.", min=1)] = 16,
+    annotate: Annotated[Optional[Path], typer.Option(help="Also save each photo with its box, verdict and breeds drawn on it, into this folder.")] = None,
 ) -> None:
     """Scan photos: is there a cat, where is it, and what breed mix is it?
 
@@ -103,6 +116,8 @@ def scan(
     show_bar = len(files) > 1 and err_console.is_terminal and not (json_lines and console.is_terminal)
     results = _with_progress(scanner.scan_many(files, threshold=threshold, batch_size=batch_size),
                              len(files), show_bar)
+    if annotate:
+        results = _save_annotated(scanner, results, annotate, display_names(files))
     failed = 0
     if json_lines:
         for r in results:
@@ -111,9 +126,6 @@ def scan(
         raise typer.Exit(1 if failed else 0)
 
     names = display_names(files)
-    order = {str(f): i for i, f in enumerate(files)}
-    # scan_many reports unreadable photos before the batch they were in: restore input order.
-    rows = sorted(results, key=lambda r: order.get(r.path, len(order)))
     table = Table(title="Cat Scanner")
     # "fold" wraps a long name or message onto the next line instead of cutting it with "…".
     table.add_column("photo", overflow="fold")
@@ -121,7 +133,7 @@ def scan(
     table.add_column("p(cat)")
     table.add_column("breed mix", overflow="fold")
     table.add_column("where (l,t,r,b)")
-    for r in rows:
+    for r in results:
         name = names.get(r.path, r.path)
         if not r.ok:
             failed += 1
