@@ -94,3 +94,39 @@ def test_loader_reads_photos_stored_as_png_or_gif(oxford_dir):
     assert odd, "expected some Oxford .jpg files that are really PNG or GIF"
     for it in odd:
         assert load_image(it.path).mode == "RGB"
+
+
+def _fixed_test_sample(oxford_dir, per_breed: int = 10):
+    test = read_split(oxford_dir, "test")
+    return [it for label in range(12) for it in [t for t in test if t.label == label][::8][:per_breed]]
+
+
+def test_shipped_breed_model_accuracy_floor(scanner, oxford_dir):
+    """Regression floor on a fixed sample of 120 test photos (10 per breed, every 8th photo).
+    The shipped model scores 0.913 on all 1,044 test photos (see its model card)."""
+    from catscanner.imaging import load_image, preprocess
+
+    sample = _fixed_test_sample(oxford_dir)
+    clf = scanner.classifier
+    probs = np.concatenate([
+        clf(np.stack([preprocess(load_image(it.path), clf.preprocess) for it in sample[i:i + 30]]))
+        for i in range(0, len(sample), 30)
+    ])
+    labels = np.array([it.label for it in sample])
+    accuracy = float((probs.argmax(1) == labels).mean())
+    assert accuracy >= 0.86, accuracy
+    # calibrated: the mean confidence is close to the accuracy
+    assert abs(probs.max(1).mean() - accuracy) < 0.08
+
+
+def test_scan_reports_the_breed_mix_of_a_cat(scanner, oxford_dir):
+    persian = [it for it in read_split(oxford_dir, "test") if it.breed == "Persian"][:5]
+    results = list(scanner.scan_many([it.path for it in persian]))
+    assert all(r.is_cat for r in results)
+    assert sum(r.top_breed.breed == "Persian" for r in results) >= 4
+    for r in results:
+        assert r.breeds_note is None
+        assert all(b.percent >= 5 for b in r.breeds) and sum(b.percent for b in r.breeds) <= 100.05
+        assert [b.percent for b in r.breeds] == sorted((b.percent for b in r.breeds), reverse=True)
+    loose = scanner.scan(persian[0].path, threshold=0.0)
+    assert len(loose.breeds) == 12 and abs(sum(b.percent for b in loose.breeds) - 100) < 1

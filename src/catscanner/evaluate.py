@@ -87,7 +87,8 @@ def breed_split(data: str | Path, split: str, train_config: dict) -> list:
 
     if "val_fraction" not in train_config:
         raise CatScannerError("This breed model does not record its validation split; use trainval or test.")
-    return stratified_holdout(read_split(data, "trainval"), train_config["val_fraction"], train_config["seed"])[1]
+    seed = train_config.get("val_seed", train_config["seed"])
+    return stratified_holdout(read_split(data, "trainval"), train_config["val_fraction"], seed)[1]
 
 
 def evaluate_breeds(data: str | Path, split: str = "test", model_dir: str | Path | None = None,

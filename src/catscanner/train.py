@@ -45,6 +45,7 @@ class TrainConfig:
     crop_scale: float = 0.3  # RandomResizedCrop: smallest share of the image area
     color_jitter: float = 0.2
     val_fraction: float = 0.15
+    val_seed: int = 0  # which trainval photos are held out for validation (kept apart from seed)
     seed: int = 0
     limit: int = 0  # >0: use only this many training photos (quick checks, tests)
     threads: int = 2
@@ -168,7 +169,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     spec = cfg.preprocess()
 
     items = read_split(cfg.data, "trainval")
-    train_items, val_items = stratified_holdout(items, cfg.val_fraction, cfg.seed)
+    train_items, val_items = stratified_holdout(items, cfg.val_fraction, cfg.val_seed)
     if cfg.limit:
         train_items = train_items[:: max(1, len(train_items) // cfg.limit)][: cfg.limit]
         val_items = val_items[:: max(1, len(val_items) // max(12, cfg.limit // 4))]
