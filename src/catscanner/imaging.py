@@ -25,6 +25,9 @@ from .errors import (
 
 DEFAULT_MAX_PIXELS = 50_000_000
 DEFAULT_MIN_SIDE = 32
+# Key in ``Image.info`` holding the upright photo's own (width, height): with draft decoding the
+# decoded image can be 2, 4 or 8 times smaller than the photo.
+SOURCE_SIZE = "catscanner_source_size"
 SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO")
 
 
@@ -86,7 +89,8 @@ def decode_image(
     """Decode image bytes (JPEG, PNG, GIF, WebP, BMP, TIFF) into an upright 8-bit RGB image.
 
     ``draft_short_side`` lets JPEG decoding scale down by 1/2, 1/4 or 1/8 in the decoder
-    itself as long as the short side stays at least that long (much faster for big photos).
+    itself as long as the short side stays at least that long (much faster for big photos);
+    ``img.info[SOURCE_SIZE]`` keeps the photo's own upright size.
     Raises a subclass of :class:`~catscanner.errors.ImageError` naming what was wrong.
     """
     if not data:
@@ -130,8 +134,10 @@ def decode_image(
             scale = max(1, min(w, h) // draft_short_side)
             img.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
         img.load()
-        img = ImageOps.exif_transpose(img)
-        return _to_rgb(img)
+        swap = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientation turns it 90 degrees
+        img = _to_rgb(ImageOps.exif_transpose(img))
+        img.info[SOURCE_SIZE] = (h, w) if swap else (w, h)
+        return img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageTooLargeError(f"The image has too many pixels to decode safely ({e}).") from None
     except Exception as e:  # truncated data, bad chunks, and whatever a plugin trips over

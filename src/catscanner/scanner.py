@@ -19,7 +19,7 @@ from PIL import Image
 from .breeds import DEFAULT_BREED_THRESHOLD, BreedClassifier, BreedShare, breed_mix
 from .detector import Box, CatDetector, ImageNetLabel, box_from_map
 from .errors import CatScannerError
-from .imaging import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, Preprocess, decode_image, preprocess
+from .imaging import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, SOURCE_SIZE, Preprocess, decode_image, preprocess
 from .onnx_model import OnnxModel
 
 ImageInput = bytes | str | Path | Image.Image
@@ -193,6 +193,7 @@ class Scanner:
 
         results = []
         for i, (img, det) in enumerate(zip(imgs, detections)):
+            width, height = img.info.get(SOURCE_SIZE, img.size)  # the photo's size, not the draft's
             if not det.is_cat:
                 note = f"No cat detected (cat probability {det.cat_probability:.0%}), so no breeds are reported."
                 breeds: list[BreedShare] = []
@@ -207,11 +208,11 @@ class Scanner:
                 cat_probability=det.cat_probability,
                 reference_rule_cat=det.reference_rule_cat,
                 imagenet_top=det.top_labels,
-                box=box_from_map(det.cat_map, _crop_box(img.size, det_spec), img.size) if det.is_cat else None,
+                box=box_from_map(det.cat_map, _crop_box((width, height), det_spec), (width, height)) if det.is_cat else None,
                 breeds=breeds,
                 breeds_note=note,
-                width=img.size[0],
-                height=img.size[1],
+                width=width,
+                height=height,
                 timing=Timing(decode_ms[i], detect_ms, c_ms, decode_ms[i] + detect_ms + c_ms),
             ))
         return results
