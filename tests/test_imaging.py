@@ -23,7 +23,7 @@ from catscanner.errors import (
     ImageTooSmallError,
     NotAnImageError,
 )
-from catscanner.imaging import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, decode_image, load_image
+from catscanner.imaging import SOURCE_SIZE, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, decode_image, load_image
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GIF_MAGIC = (b"GIF87a", b"GIF89a")
@@ -137,6 +137,7 @@ def test_exif_rotated_jpeg_comes_back_upright(tmp_path: Path, photo: Image.Image
     small = decode_image(path.read_bytes(), draft_short_side=100)
     assert min(small.size) >= 100
     assert (small.size[0] < small.size[1]) == (orientation in (6, 8))  # portrait after turning
+    assert small.info[SOURCE_SIZE] == img.size  # the photo's own upright size is remembered
     assert mean_abs_diff(small, upright.resize(small.size, Image.Resampling.BILINEAR)) < 12
 
 
