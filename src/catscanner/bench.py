@@ -364,7 +364,7 @@ def _ratio(a, b) -> float | None:
 
 def run_bench(*, photos: int | None = None, threads: int = 2, json_out: str | Path = "bench.json",
               quick: bool = False, data: str | Path | None = None, models: str | Path | None = None,
-              batch_size: int = 16, reference_breeds: str = "always", pipelines: tuple[str, ...] = PIPELINES,
+              batch_size: int = 8, reference_breeds: str = "always", pipelines: tuple[str, ...] = PIPELINES,
               throughput_rounds: int | None = None) -> dict:
     """Run the whole comparison; prints a table (ratios last) and writes JSON. Returns the JSON dict."""
     from rich.console import Console
@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--data", default=None)
     ap.add_argument("--models", default=None)
-    ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--reference-breeds", choices=REFERENCE_BREEDS_MODES, default="always")
     ap.add_argument("--only", choices=PIPELINES, default=None, help="run one pipeline only")
     ap.add_argument("--worker", choices=PIPELINES, help=argparse.SUPPRESS)

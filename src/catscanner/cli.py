@@ -95,7 +95,7 @@ def scan(
     threshold: Annotated[float, typer.Option(help="Smallest breed share to list, 0-1.", min=0.0, max=1.0)] = DEFAULT_BREED_THRESHOLD,
     models: Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads for inference (default: all cores).")] = None,
-    batch_size: Annotated[int, typer.Option(help="Photos per inference batch.", min=1)] = 16,
+    batch_size: Annotated[int, typer.Option(help="Photos per inference batch.", min=1)] = 8,
     annotate: Annotated[Optional[Path], typer.Option(help="Also save each photo with its box, verdict and breeds drawn on it, into this folder.")] = None,
 ) -> None:
     """Scan photos: is there a cat, where is it, and what breed mix is it?
@@ -318,7 +318,7 @@ def bench(
     quick: Annotated[bool, typer.Option(help="A short run (few photos, one round).")] = False,
     data: Annotated[Optional[Path], typer.Option(help="Oxford-IIIT Pet folder (default $CATSCAN_DATA or ../shared/data/oxford-iiit-pet).")] = None,
     models: Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")] = None,
-    batch_size: Annotated[int, typer.Option(help="Photos per batch for the throughput test.", min=1)] = 16,
+    batch_size: Annotated[int, typer.Option(help="Photos per batch for the throughput test.", min=1)] = 8,
     reference_breeds: Annotated[str, typer.Option(help="always: the reference's breed net runs on every photo; cats: only on photos labelled cat.")] = "always",
 ) -> None:
     """Benchmark Cat Scanner against the reference (2x ResNet-50, PyTorch eager) on the same photos."""

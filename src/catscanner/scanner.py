@@ -147,7 +147,7 @@ class Scanner:
         return self._scan_images([img], [source], [decode_ms], threshold)[0]
 
     def scan_many(self, images: Iterable[ImageInput], *, threshold: float | None = None,
-                  batch_size: int = 16) -> Iterator[ScanResult]:
+                  batch_size: int = 8) -> Iterator[ScanResult]:
         """Scan photos in batches, yielding results in input order; a photo that fails yields a
         result with ``error`` set and the batch goes on."""
         pending: list[ScanResult | tuple[Image.Image, str | None, float]] = []
