@@ -65,46 +65,66 @@ def _sample_photos(oxford_dir, n_cats=6, n_dogs=2):
     return [it.path for it in cats + dogs]
 
 
-def test_detector_onnx_matches_torch(oxford_dir):
-    from catscanner.backbones import CatDetectorNet
-
-    onnx_model = OnnxModel(default_model_dir() / DETECTOR_FILE)
-    meta = onnx_model.meta
-    net = CatDetectorNet(load_backbone(meta["backbone"]), meta["coef"], meta["intercept"]).eval()
-    x = np.stack([preprocess(load_image(p), onnx_model.preprocess) for p in _sample_photos(oxford_dir)])
-    prob, logits, cat_map = onnx_model.run(x)
-    with torch.no_grad():
-        t_prob, t_logits, t_map = (t.numpy() for t in net(torch.from_numpy(x)))
-    assert np.abs(prob - t_prob).max() < 1e-4
-    p_onnx = np.exp(logits - logits.max(1, keepdims=True))
-    p_torch = np.exp(t_logits - t_logits.max(1, keepdims=True))
-    assert np.abs(p_onnx / p_onnx.sum(1, keepdims=True) - p_torch / p_torch.sum(1, keepdims=True)).max() < 1e-4
-    assert np.abs(cat_map - t_map).max() < 1e-3
-
-
-def test_breed_onnx_matches_torch(oxford_dir):
-    from catscanner.backbones import BreedNet
-    from catscanner.breeds import softmax
-
-    path = default_model_dir() / BREEDS_FILE
-    onnx_model = OnnxModel(path)
-    cfg = onnx_model.meta["config"]
-    # rebuild the torch network from the ONNX initializers (the weights that were exported)
+def _torch_twin(onnx_path: Path):
+    """The PyTorch network an exported model came from, rebuilt from its metadata with the
+    weights stored in the ONNX file (every parameter and buffer must be there)."""
     import onnx
     from onnx import numpy_helper
 
-    net = BreedNet(create_backbone(cfg["backbone"]), 12, cfg["head"]).eval()
-    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
-    wanted = [k for k in net.state_dict() if not k.endswith("num_batches_tracked")]
-    missing = [k for k in wanted if k not in inits]
-    assert not missing, f"exported graph lacks weights {missing[:5]}"
-    net.load_state_dict({k: torch.from_numpy(inits[k].copy()) for k in wanted}, strict=False)
+    from catscanner.backbones import BreedNet, CatDetectorNet
+
+    meta = OnnxModel(onnx_path).meta
+    kind = meta["kind"]
+    if kind == "detector":
+        net = CatDetectorNet(create_backbone(meta["backbone"]), meta["coef"], meta["intercept"])
+    else:
+        cfg = meta["config"]
+        breed_net = BreedNet(create_backbone(cfg["backbone"]), 12, cfg["head"], keep_imagenet=kind == "scanner")
+        net = breed_net if kind == "breeds" else CatDetectorNet(
+            breed_net.backbone, meta["coef"], meta["intercept"], imagenet_fc=breed_net.imagenet_fc,
+            breed_head=breed_net.head)
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_path)).graph.initializer}
+    state = net.state_dict()
+    found = {k: torch.from_numpy(inits[k].copy()) for k in state if k in inits}
+    # a layer registered under two names (the ImageNet layer) is stored once
+    missing = [k for k in state if k not in inits and not k.endswith("num_batches_tracked")
+               and not any(state[k].data_ptr() == state[o].data_ptr() for o in found)]
+    assert not missing, f"{onnx_path.name} lacks weights {missing[:5]}"
+    net.load_state_dict(found, strict=False)
+    return net.eval(), meta
+
+
+SHIPPED = [f for f in ("detector.onnx", "breeds.onnx", "scanner.onnx") if (default_model_dir() / f).exists()]
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_onnx_models_match_torch(name, oxford_dir):
+    from catscanner.breeds import softmax
+
+    path = default_model_dir() / name
+    onnx_model = OnnxModel(path)
+    net, meta = _torch_twin(path)
     x = np.stack([preprocess(load_image(p), onnx_model.preprocess) for p in _sample_photos(oxford_dir)])
-    (logits,) = onnx_model.run(x)
+    got = onnx_model.run_named(x)
     with torch.no_grad():
-        t_logits = net(torch.from_numpy(x)).numpy()
-    T = onnx_model.meta["temperature"]
-    assert np.abs(softmax(logits, T) - softmax(t_logits, T)).max() < 1e-4
+        outs = net(torch.from_numpy(x))
+    outs = outs if isinstance(outs, tuple) else (outs,)
+    want = {name: t.numpy() for name, t in zip(onnx_model.output_names, outs)}
+    if "cat_probability" in got:
+        assert np.abs(got["cat_probability"] - want["cat_probability"]).max() < 1e-4
+        assert np.abs(softmax(got["imagenet_logits"]) - softmax(want["imagenet_logits"])).max() < 1e-4
+        assert np.abs(got["cat_map"] - want["cat_map"]).max() < 1e-3
+    if "breed_logits" in got:
+        T = meta["temperature"]
+        assert np.abs(softmax(got["breed_logits"], T) - softmax(want["breed_logits"], T)).max() < 1e-4
+
+
+@pytest.mark.skipif("detector.onnx" not in SHIPPED, reason="no separate detector shipped")
+def test_detector_backbone_is_the_unchanged_imagenet_model():
+    net, meta = _torch_twin(default_model_dir() / "detector.onnx")
+    original = load_backbone(meta["backbone"]).state_dict()
+    for k, v in net.backbone.state_dict().items():
+        assert torch.equal(v, original[k]), k
 
 
 def test_scanner_runs_without_torch(cat_photo):

@@ -55,7 +55,8 @@ def breed_mix(probabilities: np.ndarray, threshold: float = DEFAULT_BREED_THRESH
 
 
 class BreedClassifier:
-    """Runs the exported breed model on a preprocessed batch; returns calibrated probabilities."""
+    """Runs the exported breed model (``breeds.onnx``, or ``scanner.onnx`` whose graph also holds
+    the detector) on a preprocessed batch; returns calibrated probabilities."""
 
     def __init__(self, model):  # model: catscanner.onnx_model.OnnxModel
         self.model = model
@@ -65,5 +66,8 @@ class BreedClassifier:
             raise ValueError(f"{model.path} was trained on other breeds: {model.meta.get('breeds')}")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        (logits,) = self.model.run(batch)[:1]
+        return self.probabilities(self.model.run_named(batch)["breed_logits"])
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """Calibrated breed probabilities from the model's logits."""
         return softmax(logits, self.temperature)

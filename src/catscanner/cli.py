@@ -174,6 +174,7 @@ def train(
     lr_backbone: Annotated[Optional[float], typer.Option(help="Learning rate of the pretrained backbone.")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option()] = None,
     mixup: Annotated[Optional[float], typer.Option(help="Mixup Beta(a, a); 0 = off.")] = None,
+    distill: Annotated[Optional[float], typer.Option(help="Keep the ImageNet outputs (weight of the distillation loss) so one backbone pass serves detector and breeds; 0 = off.")] = None,
     crop_scale: Annotated[Optional[float], typer.Option(help="Smallest random-crop area share.")] = None,
     color_jitter: Annotated[Optional[float], typer.Option()] = None,
     seed: Annotated[Optional[int], typer.Option()] = None,
@@ -188,7 +189,7 @@ def train(
     overrides = {k: v for k, v in dict(
         data=str(data), out=str(out), backbone=backbone, image_size=image_size, head=head, epochs=epochs,
         batch_size=batch_size, lr_head=lr_head, lr_backbone=lr_backbone, label_smoothing=label_smoothing,
-        mixup=mixup, crop_scale=crop_scale, color_jitter=color_jitter, seed=seed, limit=limit, weights=weights,
+        mixup=mixup, distill=distill, crop_scale=crop_scale, color_jitter=color_jitter, seed=seed, limit=limit, weights=weights,
     ).items() if v is not None}
     cfg = TrainConfig.from_json(config, **overrides) if config else TrainConfig(**overrides)
     run_training(cfg, resume=resume)
@@ -212,12 +213,13 @@ def fit_detector_cmd(
     backbone: Annotated[str, typer.Option()] = "efficientnet_lite0",
     out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("src/catscanner/models/detector.onnx"),
     target_recall: Annotated[float, typer.Option(help="Cat recall the threshold keeps in CV.")] = 0.995,
+    checkpoint: Annotated[Optional[Path], typer.Option(help="A breed best.pt trained with --distill: fit on its ImageNet outputs and export one graph for both (write it to .../scanner.onnx).")] = None,
 ) -> None:
-    """Fit the cat-detector rule on trainval (cats vs dogs) and export detector.onnx."""
+    """Fit the cat-detector rule on trainval (cats vs dogs) and export it as ONNX."""
     _need_torch()
     from .train import fit_detector
 
-    fit_detector(str(data), backbone, out, target_recall)
+    fit_detector(str(data), backbone, out, target_recall, checkpoint=checkpoint)
     console.print(f"wrote {out}")
 
 

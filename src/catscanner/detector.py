@@ -45,6 +45,7 @@ class Detection:
     reference_rule_cat: bool  # top-1 ImageNet class is one of 281-285
     top_labels: list[ImageNetLabel]
     cat_map: np.ndarray  # (h, w) activation over the centre crop
+    breed_logits: np.ndarray | None = None  # (12,) when the graph also holds the breed head
 
 
 def reference_rule(logits: np.ndarray) -> np.ndarray:
@@ -98,9 +99,12 @@ class CatDetector:
         self.threshold = float(model.meta["threshold"])
 
     def __call__(self, batch: np.ndarray) -> list[Detection]:
-        prob, logits, cat_map = self.model.run(batch)
+        out = self.model.run_named(batch)
+        prob, logits, cat_map = out["cat_probability"], out["imagenet_logits"], out["cat_map"]
+        breeds = out.get("breed_logits")
         ref = reference_rule(logits)
         return [
-            Detection(float(prob[i]), bool(prob[i] >= self.threshold), bool(ref[i]), top_labels(logits[i]), cat_map[i])
+            Detection(float(prob[i]), bool(prob[i] >= self.threshold), bool(ref[i]), top_labels(logits[i]),
+                      cat_map[i], None if breeds is None else breeds[i])
             for i in range(len(prob))
         ]

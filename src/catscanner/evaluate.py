@@ -20,7 +20,7 @@ from .detector import CatDetector, reference_rule
 from .imaging import load_image, preprocess
 from .onnx_model import OnnxModel
 from .progress import progress_bar
-from .scanner import BREEDS_FILE, DETECTOR_FILE, default_model_dir
+from .scanner import default_model_dir, model_files
 
 # Oxford dog breeds with a one-to-one ImageNet class (american_bulldog, havanese and shiba_inu
 # have none).
@@ -94,22 +94,24 @@ def breed_split(data: str | Path, split: str, train_config: dict) -> list:
 def evaluate_breeds(data: str | Path, split: str = "test", model_dir: str | Path | None = None,
                     tta: bool = False) -> dict:
     """Breed metrics of the shipped breed model on every cat photo of ``split``."""
-    model_dir = Path(model_dir) if model_dir else default_model_dir()
-    clf = BreedClassifier(OnnxModel(model_dir / BREEDS_FILE))
+    breeds_path = model_files(model_dir)[1]
+    if breeds_path is None:
+        raise CatScannerError(f"No breed model in {model_dir or default_model_dir()}.")
+    clf = BreedClassifier(OnnxModel(breeds_path))
     items = breed_split(data, split, clf.model.meta.get("config", {}))
     labels = np.array([it.label for it in items])
 
     def run(batch: np.ndarray) -> np.ndarray:
-        logits = clf.model.run(batch)[0]
+        logits = clf.model.run_named(batch)["breed_logits"]
         if tta:  # average with the mirrored photo
-            logits = (logits + clf.model.run(batch[..., ::-1].copy())[0]) / 2
+            logits = (logits + clf.model.run_named(batch[..., ::-1].copy())["breed_logits"]) / 2
         return logits
 
     logits = np.concatenate(_batched_outputs([it.path for it in items], run, clf.preprocess, f"breeds on {split}"))
     metrics = breed_metrics(labels, softmax(logits, clf.temperature))
     metrics["uncalibrated_ece"] = expected_calibration_error(softmax(logits), labels)
     metrics.update({"split": split, "data": str(data), "temperature": clf.temperature, "tta": tta,
-                    "model": str(model_dir / BREEDS_FILE)})
+                    "model": str(breeds_path)})
     return metrics
 
 
@@ -167,11 +169,11 @@ def detector_sets(data_root: str | Path) -> list[PhotoSet]:
 
 def evaluate_detector(data_root: str | Path, model_dir: str | Path | None = None) -> dict:
     """Recall / false alarms of the reference rule and the fitted rule on each photo set."""
-    model_dir = Path(model_dir) if model_dir else default_model_dir()
-    det = CatDetector(OnnxModel(model_dir / DETECTOR_FILE))
+    detector_path = model_files(model_dir)[0]
+    det = CatDetector(OnnxModel(detector_path))
     rows = []
     for s in detector_sets(data_root):
-        outs = _batched_outputs(s.paths, lambda b: det.model.run(b)[:2], det.preprocess, s.name)
+        outs = _batched_outputs(s.paths, lambda b: det.model.run(b)[:2], det.preprocess, s.name)  # prob, logits
         prob = np.concatenate([o[0] for o in outs])
         ref = reference_rule(np.concatenate([o[1] for o in outs]))
         fitted = prob >= det.threshold
@@ -186,7 +188,7 @@ def evaluate_detector(data_root: str | Path, model_dir: str | Path | None = None
         n_neg = sum(r["photos"] for r in negatives)
         summary[rule] = {"recall": cats[f"{rule}_positive"] / cats["photos"], "false_alarms": fa,
                          "negatives": n_neg, "false_alarm_rate": fa / n_neg}
-    return {"sets": rows, "summary": summary, "threshold": det.threshold, "model": str(model_dir / DETECTOR_FILE),
+    return {"sets": rows, "summary": summary, "threshold": det.threshold, "model": str(detector_path),
             "localization": coco_localization(data_root, model_dir)}
 
 

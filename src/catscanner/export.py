@@ -48,3 +48,20 @@ def export_breeds(checkpoint: str | Path, out: Path, extra: dict | None = None) 
             "breeds": ckpt["breeds"], "temperature": ckpt["temperature"], "config": ckpt["config"],
             "summary": ckpt["summary"], **(extra or {})}
     return _export(model, ckpt["preprocess"]["size"], out, ["breed_logits"], meta)
+
+
+def export_scanner(checkpoint: str | Path, coef: list[float], intercept: float, threshold: float, out: Path,
+                   extra: dict | None = None) -> Path:
+    """A breed checkpoint trained with ``--distill`` (it kept its ImageNet layer) as ONE graph
+    that answers both questions from one backbone pass: the cat rule, the cat map and the breeds."""
+    from .train import load_breed_checkpoint
+
+    model, ckpt = load_breed_checkpoint(checkpoint)
+    if model.imagenet_fc is None:
+        raise ValueError(f"{checkpoint} has no ImageNet layer: train it with --distill to share the backbone.")
+    net = CatDetectorNet(model.backbone, coef, intercept, imagenet_fc=model.imagenet_fc, breed_head=model.head)
+    meta = {"kind": "scanner", "backbone": ckpt["config"]["backbone"], "preprocess": ckpt["preprocess"],
+            "coef": coef, "intercept": intercept, "threshold": threshold, "breeds": ckpt["breeds"],
+            "temperature": ckpt["temperature"], "config": ckpt["config"], "summary": ckpt["summary"], **(extra or {})}
+    outputs = ["cat_probability", "imagenet_logits", "cat_map", "breed_logits"]
+    return _export(net, ckpt["preprocess"]["size"], out, outputs, meta)

@@ -26,6 +26,17 @@ ImageInput = bytes | str | Path | Image.Image
 
 DETECTOR_FILE = "detector.onnx"
 BREEDS_FILE = "breeds.onnx"
+SCANNER_FILE = "scanner.onnx"  # detector + breeds on one shared backbone, preferred when present
+
+
+def model_files(model_dir: str | Path | None = None) -> tuple[Path, Path | None]:
+    """(detector model, breed model) in a model folder: both ``scanner.onnx`` when it exists,
+    else ``detector.onnx`` and ``breeds.onnx`` (None when there is no breed model)."""
+    model_dir = Path(model_dir) if model_dir else default_model_dir()
+    if (model_dir / SCANNER_FILE).exists():
+        return model_dir / SCANNER_FILE, model_dir / SCANNER_FILE
+    breeds = model_dir / BREEDS_FILE
+    return model_dir / DETECTOR_FILE, breeds if breeds.exists() else None
 
 
 def default_model_dir() -> Path:
@@ -117,11 +128,15 @@ class Scanner:
     def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None,
                  breed_threshold: float = DEFAULT_BREED_THRESHOLD, max_pixels: int = DEFAULT_MAX_PIXELS,
                  min_side: int = DEFAULT_MIN_SIDE):
-        model_dir = Path(model_dir) if model_dir else default_model_dir()
         threads = threads or os.cpu_count() or 1
-        self.detector = CatDetector(OnnxModel(model_dir / DETECTOR_FILE, threads))
-        breeds_path = model_dir / BREEDS_FILE
-        self.classifier = BreedClassifier(OnnxModel(breeds_path, threads)) if breeds_path.exists() else None
+        detector_path, breeds_path = model_files(model_dir)
+        detector_model = OnnxModel(detector_path, threads)
+        self.detector = CatDetector(detector_model)
+        if breeds_path is None:
+            self.classifier = None
+        else:
+            same = breeds_path == detector_path  # one graph answers both questions in one pass
+            self.classifier = BreedClassifier(detector_model if same else OnnxModel(breeds_path, threads))
         self.breed_threshold = breed_threshold
         self.max_pixels, self.min_side = max_pixels, min_side
         specs = [self.detector.preprocess] + ([self.classifier.preprocess] if self.classifier else [])
@@ -182,7 +197,9 @@ class Scanner:
         t1 = time.perf_counter()
         cats = [i for i, d in enumerate(detections) if d.is_cat]
         probs: dict[int, np.ndarray] = {}
-        if cats and self.classifier is not None:
+        if cats and self.classifier is not None and detections[0].breed_logits is not None:
+            probs = {i: self.classifier.probabilities(detections[i].breed_logits) for i in cats}
+        elif cats and self.classifier is not None:
             spec = self.classifier.preprocess
             if spec == det_spec:
                 batch = det_batch[cats]

@@ -42,6 +42,9 @@ class TrainConfig:
     warmup_epochs: float = 1.0
     label_smoothing: float = 0.1
     mixup: float = 0.0  # Beta(alpha, alpha) mixup strength; 0 = off
+    # >0: keep the ImageNet layer and add this weight x KL(original ImageNet model || ours) to the
+    # loss, so the fine-tuned backbone still gives ImageNet logits for the cat detector (one pass).
+    distill: float = 0.0
     crop_scale: float = 0.3  # RandomResizedCrop: smallest share of the image area
     color_jitter: float = 0.2
     val_fraction: float = 0.15
@@ -175,8 +178,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         val_items = val_items[:: max(1, len(val_items) // max(12, cfg.limit // 4))]
     train_set, val_set = PhotoSet(train_items, spec, "train"), PhotoSet(val_items, spec, "validation")
 
-    model = BreedNet(load_backbone(cfg.backbone, cfg.weights), len(BREEDS), cfg.head)
+    model = BreedNet(load_backbone(cfg.backbone, cfg.weights), len(BREEDS), cfg.head, keep_imagenet=cfg.distill > 0)
     model = model.to(memory_format=torch.channels_last)
+    teacher = None
+    if cfg.distill > 0:  # the untouched ImageNet model whose outputs ours must keep
+        teacher = load_backbone(cfg.backbone, cfg.weights).requires_grad_(False).to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(
         [
             {"params": model.backbone.parameters(), "lr": cfg.lr_backbone},
@@ -217,15 +223,23 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             x = torch.from_numpy(np.stack([augment(train_set.images[i], spec, cfg, rng) for i in idx]))
             x = x.contiguous(memory_format=torch.channels_last)
             y = torch.from_numpy(train_set.labels[idx])
+            lam, perm = 1.0, None
             if cfg.mixup > 0:
                 lam = float(np.random.default_rng(step + cfg.seed).beta(cfg.mixup, cfg.mixup))
                 perm = torch.randperm(len(idx))
-                logits = model(lam * x + (1 - lam) * x[perm])
-                loss = lam * F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing) + (
-                    1 - lam) * F.cross_entropy(logits, y[perm], label_smoothing=cfg.label_smoothing)
+                x = lam * x + (1 - lam) * x[perm]
+            if teacher is not None:
+                logits, imagenet_logits = model.forward_with_imagenet(x)
             else:
                 logits = model(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            loss = lam * F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+            if perm is not None:
+                loss = loss + (1 - lam) * F.cross_entropy(logits, y[perm], label_smoothing=cfg.label_smoothing)
+            if teacher is not None:
+                with torch.no_grad():
+                    target = torch.log_softmax(teacher(x), dim=1)
+                loss = loss + cfg.distill * F.kl_div(torch.log_softmax(imagenet_logits, dim=1), target,
+                                                     log_target=True, reduction="batchmean")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -279,7 +293,8 @@ def load_breed_checkpoint(path: str | Path) -> tuple[BreedNet, dict]:
     cfg = ckpt["config"]
     from .backbones import create_backbone
 
-    model = BreedNet(create_backbone(cfg["backbone"]), len(ckpt["breeds"]), cfg["head"])
+    model = BreedNet(create_backbone(cfg["backbone"]), len(ckpt["breeds"]), cfg["head"],
+                     keep_imagenet=cfg.get("distill", 0) > 0)
     old_imagenet_layer = ("backbone._fc.", "backbone.fc.")  # kept by checkpoints of early versions
     model.load_state_dict({k: v for k, v in ckpt["model"].items() if not k.startswith(old_imagenet_layer)})
     return model.eval(), ckpt
@@ -317,21 +332,20 @@ DETECTOR_CANDIDATES = {  # name -> which of the 4 detector_features the logistic
 
 
 @torch.no_grad()
-def imagenet_logits(backbone_name: str, paths: list[Path], batch_size: int = 32, threads: int = 2) -> np.ndarray:
-    """ImageNet logits of the frozen backbone for each photo (eval crop), with progress."""
-    torch.set_num_threads(threads)
-    model = load_backbone(backbone_name)
-    spec = BACKBONES[backbone_name].preprocess
+def imagenet_logits(net, spec: Preprocess, paths: list[Path], desc: str, batch_size: int = 32) -> np.ndarray:
+    """ImageNet logits ``net(x)`` for each photo (eval crop ``spec``), with progress."""
     out = []
-    starts = range(0, len(paths), batch_size)
-    for i in progress_bar(starts, desc=f"ImageNet logits ({backbone_name})"):
+    for i in progress_bar(range(0, len(paths), batch_size), desc=f"ImageNet logits ({desc})"):
         x = torch.from_numpy(np.stack([preprocess(load_image(p), spec) for p in paths[i:i + batch_size]]))
-        out.append(model(x.contiguous(memory_format=torch.channels_last)).numpy())
+        out.append(net(x.contiguous(memory_format=torch.channels_last)).numpy())
     return np.concatenate(out)
 
 
-def fit_detector(data: str, backbone: str, out: Path, target_recall: float = 0.995, seed: int = 0) -> dict:
-    """Fit the cat rule on ``trainval`` (cats vs dogs) and export ``detector.onnx``.
+def fit_detector(data: str, backbone: str, out: Path, target_recall: float = 0.995, seed: int = 0,
+                 checkpoint: str | Path | None = None, threads: int = 2) -> dict:
+    """Fit the cat rule on ``trainval`` (cats vs dogs) and export ``detector.onnx`` — or, with
+    ``checkpoint`` (a breed model trained with ``--distill``), read the ImageNet logits of that
+    model and export ``scanner.onnx``: detector and breeds in one graph on one backbone.
 
     Each candidate rule is a class-balanced logistic regression on ImageNet class-group
     log-probabilities. By 5-fold cross-validation on trainval we set, per candidate, the
@@ -342,11 +356,18 @@ def fit_detector(data: str, backbone: str, out: Path, target_recall: float = 0.9
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
     from .backbones import detector_features
-    from .export import export_detector
+    from .export import export_detector, export_scanner
 
+    torch.set_num_threads(threads)
     items = read_split(data, "trainval", species=None)
     y = np.array([it.species == "cat" for it in items], dtype=int)
-    logits = imagenet_logits(backbone, [it.path for it in items])
+    if checkpoint:
+        model, ckpt = load_breed_checkpoint(checkpoint)
+        spec, desc = Preprocess.from_dict(ckpt["preprocess"]), str(checkpoint)
+        net = lambda x: model.forward_with_imagenet(x)[1]  # noqa: E731
+    else:
+        net, spec, desc = load_backbone(backbone), BACKBONES[backbone].preprocess, backbone
+    logits = imagenet_logits(net, spec, [it.path for it in items], desc)
     feats = detector_features(torch.from_numpy(logits)).numpy()
     cv = StratifiedKFold(5, shuffle=True, random_state=seed)
     report = []
@@ -368,5 +389,8 @@ def fit_detector(data: str, backbone: str, out: Path, target_recall: float = 0.9
     print(f"chosen: {best['rule']} (coef {np.round(coef, 3).tolist()}, threshold {best['threshold']:.3f})")
     fitted = {"rule": best["rule"], "target_recall": target_recall, "candidates": report,
               "trainval_cats": int(y.sum()), "trainval_dogs": int((y == 0).sum())}
-    export_detector(backbone, coef, float(lr.intercept_[0]), best["threshold"], out, {"fit": fitted})
+    if checkpoint:
+        export_scanner(checkpoint, coef, float(lr.intercept_[0]), best["threshold"], out, {"fit": fitted})
+    else:
+        export_detector(backbone, coef, float(lr.intercept_[0]), best["threshold"], out, {"fit": fitted})
     return fitted
