@@ -1,10 +1,8 @@
-"""Runtime optimisation of exported ONNX models (needs the ``train`` extra: onnx).
+"""Measurement tools for two ONNX speed levers (needs the ``train`` extra: onnx).
 
-* :func:`fold_static_pads` — the TF-"SAME" convolutions of EfficientNet-Lite export as
-  ``Pad`` nodes whose amounts are computed at run time from ``Shape`` (~1,000 tiny nodes per
-  model) although the input is always ``size x size``. Folding them to constants removes those
-  nodes and moves each ``Pad`` into its ``Conv``: same outputs, ~1.4x faster scans, half the peak
-  memory (benchmarks/FINDINGS.md). Adopted.
+* :func:`fold_static_pads` — folds run-time-computed ``Pad`` amounts of older exports into their
+  ``Conv``s. The lever was measured with this tool; the product now gets the same graph at the
+  source (``freeze_same_padding`` at export), so this only serves to re-measure old files.
 * :func:`quantize_model` — int8 static quantization (ONNX Runtime), calibrated on ``trainval``
   photos preprocessed exactly as the model's own metadata says. Measured and NOT adopted: the
   accuracy holds (within 0.4 points) but end-to-end scans are no faster.
