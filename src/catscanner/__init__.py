@@ -16,6 +16,7 @@ from .errors import (
     ImageTooSmallError,
     ModelError,
     NotAnImageError,
+    UnreadableFileError,
 )
 from .scanner import Scanner, ScanError, ScanResult, Timing
 
@@ -23,5 +24,5 @@ __version__ = "0.1.0"
 __all__ = [
     "BREEDS", "Box", "BreedShare", "CatScannerError", "CorruptImageError", "EmptyImageError", "ImageError",
     "ImageNetLabel", "ImageTooLargeError", "ImageTooSmallError", "ModelError", "NotAnImageError", "ScanError",
-    "ScanResult", "Scanner", "Timing",
+    "ScanResult", "Scanner", "Timing", "UnreadableFileError",
 ]

@@ -19,6 +19,10 @@ class ImageError(CatScannerError):
     code = "bad_image"
 
 
+class UnreadableFileError(ImageError):
+    code = "io_error"
+
+
 class EmptyImageError(ImageError):
     code = "empty"
 

@@ -18,7 +18,7 @@ from PIL import Image
 
 from .breeds import DEFAULT_BREED_THRESHOLD, BreedClassifier, BreedShare, breed_mix
 from .detector import Box, CatDetector, ImageNetLabel, box_from_map
-from .errors import CatScannerError
+from .errors import CatScannerError, UnreadableFileError
 from .imaging import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, SOURCE_SIZE, Preprocess, decode_image, preprocess
 from .onnx_model import OnnxModel
 
@@ -147,7 +147,13 @@ class Scanner:
         """Decode any accepted input to an upright RGB image (raises ImageError subclasses)."""
         if isinstance(image, Image.Image):
             return image.convert("RGB") if image.mode != "RGB" else image
-        data = Path(image).read_bytes() if isinstance(image, (str, Path)) else bytes(image)
+        if isinstance(image, (str, Path)):
+            try:
+                data = Path(image).read_bytes()
+            except OSError as e:
+                raise UnreadableFileError(f"Could not read {image}: {e.strerror or e}. Check the path.") from None
+        else:
+            data = bytes(image)
         return decode_image(data, max_pixels=self.max_pixels, min_side=self.min_side,
                             draft_short_side=self._decode_hint)
 
@@ -173,7 +179,7 @@ class Scanner:
             try:
                 pending.append((self.load(image), source, _ms(t0)))
                 n_images += 1
-            except (CatScannerError, OSError) as e:
+            except CatScannerError as e:
                 pending.append(error_result(source, e))
             if n_images >= batch_size:
                 yield from self._flush(pending, threshold)
@@ -235,8 +241,6 @@ class Scanner:
         return results
 
 
-def error_result(source: str | None, exc: Exception) -> ScanResult:
+def error_result(source: str | None, exc: CatScannerError) -> ScanResult:
     """A :class:`ScanResult` that reports why a photo could not be scanned."""
-    code = getattr(exc, "code", "io_error")
-    message = str(exc) if isinstance(exc, CatScannerError) else f"Could not read {source}: {exc.strerror or exc}"
-    return ScanResult(path=source, error=ScanError(code, message))
+    return ScanResult(path=source, error=ScanError(exc.code, str(exc)))
