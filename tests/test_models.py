@@ -17,7 +17,7 @@ from catscanner.data import read_split  # noqa: E402
 from catscanner.evaluate import OXFORD_DOG_TO_IMAGENET  # noqa: E402
 from catscanner.imaging import load_image, preprocess  # noqa: E402
 from catscanner.onnx_model import OnnxModel  # noqa: E402
-from catscanner.scanner import BREEDS_FILE, DETECTOR_FILE, default_model_dir  # noqa: E402
+from catscanner.scanner import default_model_dir  # noqa: E402
 
 HERE = Path(__file__).parent
 

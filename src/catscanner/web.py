@@ -24,7 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import aclosing, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -50,7 +50,7 @@ from .errors import (
     ModelError,
     NotAnImageError,
 )
-from .scanner import Scanner, ScanResult, Timing
+from .scanner import Scanner, ScanResult
 
 log = logging.getLogger("catscanner.web")
 
