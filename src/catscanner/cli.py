@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -55,21 +54,6 @@ def display_names(files: list[Path]) -> dict[str, str]:
     return {str(f): os.path.relpath(a, common) for f, a in zip(files, absolute)}
 
 
-def _with_progress(results: Iterable, total: int, enabled: bool) -> Iterator:
-    """Yield ``results`` while a transient progress bar counts them on stderr (never stdout)."""
-    if not enabled:
-        yield from results
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("[bold]scanning"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err_console, transient=True, redirect_stdout=False, redirect_stderr=False) as prog:
-        task = prog.add_task("scanning", total=total)
-        for r in results:
-            yield r
-            prog.advance(task)
-
-
 def _breed_text(result) -> str:
     if result.breeds:
         return ", ".join(f"{b.breed} {b.percent:.0f} %" for b in result.breeds)
@@ -102,6 +86,7 @@ def scan(
 
     Exit code 0 when every photo was scanned, 1 when any photo failed, 2 for usage errors.
     """
+    from .progress import progress_bar
     from .scanner import Scanner
 
     files = expand_paths(paths)
@@ -114,8 +99,8 @@ def scan(
     # The bar goes to stderr. With --json on a terminal the JSON lines are the progress;
     # with --json piped (or a table, printed at the end) stdout stays clean either way.
     show_bar = len(files) > 1 and err_console.is_terminal and not (json_lines and console.is_terminal)
-    results = _with_progress(scanner.scan_many(files, threshold=threshold, batch_size=batch_size),
-                             len(files), show_bar)
+    results = progress_bar(scanner.scan_many(files, threshold=threshold, batch_size=batch_size),
+                           desc="scanning", total=len(files), enabled=show_bar, transient=True)
     if annotate:
         results = _save_annotated(scanner, results, annotate, display_names(files))
     failed = 0

@@ -19,9 +19,11 @@ class progress_bar(Iterable[T]):
     prints a plain line every ~10 % instead so logs of background jobs stay readable.
     """
 
-    def __init__(self, items: Iterable[T], desc: str = "", total: int | None = None, enabled: bool = True):
+    def __init__(self, items: Iterable[T], desc: str = "", total: int | None = None, enabled: bool = True,
+                 transient: bool = False):
         self.items = items
         self.desc = desc
+        self.transient = transient  # remove the bar when done
         self.total = total if total is not None else (len(items) if hasattr(items, "__len__") else None)
         self.enabled = enabled
         self.postfix = ""
@@ -39,7 +41,8 @@ class progress_bar(Iterable[T]):
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[postfix]}"), TimeElapsedColumn(), TextColumn("left"),
-            TimeRemainingColumn(), transient=False, console=Console(stderr=True),
+            TimeRemainingColumn(), transient=self.transient, console=Console(stderr=True),
+            redirect_stdout=False, redirect_stderr=False,  # stdout stays the caller's (JSON lines)
         ) as prog:
             task = prog.add_task(self.desc, total=self.total, postfix="")
             for item in self.items:
