@@ -78,3 +78,24 @@ def stratified_holdout(items: list[PetImage], fraction: float, seed: int = 0) ->
         val += [group[i] for i in idx[:n_val]]
         train += [group[i] for i in idx[n_val:]]
     return train, val
+
+
+COCO_CAT = 15  # the cat class in COCO's 80-class YOLO labels
+
+
+@dataclass(frozen=True)
+class CocoPhoto:
+    path: Path
+    cat_boxes: list[tuple[float, float, float, float]]  # YOLO (x centre, y centre, width, height), 0-1
+
+
+def read_coco(root: str | Path) -> list[CocoPhoto]:
+    """The photos of a YOLO-layout COCO folder (``images/train``, ``labels/train``) with their cat boxes."""
+    root = Path(root)
+    photos = []
+    for img in sorted((root / "images" / "train").iterdir()):
+        lab = root / "labels" / "train" / f"{img.stem}.txt"
+        rows = [r.split() for r in lab.read_text().splitlines()] if lab.exists() else []
+        boxes = [tuple(map(float, r[1:5])) for r in rows if r[:1] == [str(COCO_CAT)]]
+        photos.append(CocoPhoto(img, boxes))
+    return photos

@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 
 from .breeds import BREEDS, BreedClassifier, softmax
-from .data import read_split
+from .data import read_coco, read_split
 from .errors import CatScannerError
-from .detector import CatDetector, reference_rule
+from .detector import reference_rule
 from .imaging import load_image, preprocess
 from .onnx_model import OnnxModel
 from .progress import progress_bar
-from .scanner import default_model_dir, model_files
+from .scanner import Scanner, default_model_dir, model_files
 
 # Oxford dog breeds with a one-to-one ImageNet class (american_bulldog, havanese and shiba_inu
 # have none).
@@ -142,35 +142,29 @@ def plot_confusion(metrics: dict, path: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class PhotoSet:
+class DetectorSet:
     name: str
     paths: list[Path]
     has_cat: bool
 
 
-def detector_sets(data_root: str | Path) -> list[PhotoSet]:
+def detector_sets(data_root: str | Path) -> list[DetectorSet]:
     """Test cats, test dogs and the COCO photos without a cat (``data_root`` holds both datasets)."""
     root = Path(data_root)
-    pets = root / "oxford-iiit-pet"
-    test = read_split(pets, "test", species=None)
-    coco = root / "coco128"
-    no_cat, with_cat = [], []
-    for img in sorted((coco / "images" / "train").iterdir()):
-        lab = coco / "labels" / "train" / f"{img.stem}.txt"
-        rows = lab.read_text().split("\n") if lab.exists() else []
-        (with_cat if any(r.split()[:1] == ["15"] for r in rows) else no_cat).append(img)
+    test = read_split(root / "oxford-iiit-pet", "test", species=None)
+    coco = read_coco(root / "coco128")
     return [
-        PhotoSet("Oxford test cats", [it.path for it in test if it.species == "cat"], True),
-        PhotoSet("Oxford test dogs", [it.path for it in test if it.species == "dog"], False),
-        PhotoSet("COCO photos without a cat", no_cat, False),
-        PhotoSet("COCO photos with a cat", with_cat, True),
+        DetectorSet("Oxford test cats", [it.path for it in test if it.species == "cat"], True),
+        DetectorSet("Oxford test dogs", [it.path for it in test if it.species == "dog"], False),
+        DetectorSet("COCO photos without a cat", [p.path for p in coco if not p.cat_boxes], False),
+        DetectorSet("COCO photos with a cat", [p.path for p in coco if p.cat_boxes], True),
     ]
 
 
 def evaluate_detector(data_root: str | Path, model_dir: str | Path | None = None) -> dict:
     """Recall / false alarms of the reference rule and the fitted rule on each photo set."""
-    detector_path = model_files(model_dir)[0]
-    det = CatDetector(OnnxModel(detector_path))
+    scanner = Scanner(model_dir)
+    det = scanner.detector
     rows = []
     for s in detector_sets(data_root):
         outs = _batched_outputs(s.paths, lambda b: det.model.run(b)[:2], det.preprocess, s.name)  # prob, logits
@@ -188,8 +182,8 @@ def evaluate_detector(data_root: str | Path, model_dir: str | Path | None = None
         n_neg = sum(r["photos"] for r in negatives)
         summary[rule] = {"recall": cats[f"{rule}_positive"] / cats["photos"], "false_alarms": fa,
                          "negatives": n_neg, "false_alarm_rate": fa / n_neg}
-    return {"sets": rows, "summary": summary, "threshold": det.threshold, "model": str(detector_path),
-            "localization": coco_localization(data_root, model_dir)}
+    return {"sets": rows, "summary": summary, "threshold": det.threshold, "model": str(det.model.path),
+            "localization": coco_localization(Path(data_root) / "coco128", scanner)}
 
 
 def _iou(a: tuple, b: tuple) -> float:
@@ -200,22 +194,17 @@ def _iou(a: tuple, b: tuple) -> float:
     return inter / union if union else 0.0
 
 
-def coco_localization(data_root: str | Path, model_dir: str | Path | None = None) -> list[dict]:
-    """IoU between the scanner's cat box and the labelled COCO cat box (class 15) per cat photo."""
-    from .scanner import Scanner
-
-    scanner = Scanner(model_dir)
-    coco = Path(data_root) / "coco128"
+def coco_localization(coco_root: str | Path, scanner: Scanner) -> list[dict]:
+    """IoU between the scanner's cat box and the labelled COCO cat box, per photo with a cat."""
     out = []
-    for lab in sorted((coco / "labels" / "train").glob("*.txt")):
-        cats = [list(map(float, r.split()[1:5])) for r in lab.read_text().splitlines() if r.split()[:1] == ["15"]]
-        if not cats:
+    for photo in read_coco(coco_root):
+        if not photo.cat_boxes:
             continue
-        r = scanner.scan(coco / "images" / "train" / f"{lab.stem}.jpg")
+        r = scanner.scan(photo.path)
         W, H = r.width, r.height
-        truth = [((x - w / 2) * W, (y - h / 2) * H, (x + w / 2) * W, (y + h / 2) * H) for x, y, w, h in cats]
+        truth = [((x - w / 2) * W, (y - h / 2) * H, (x + w / 2) * W, (y + h / 2) * H) for x, y, w, h in photo.cat_boxes]
         iou = max(_iou((r.box.left, r.box.top, r.box.right, r.box.bottom), t) for t in truth) if r.box else 0.0
-        out.append({"photo": f"{lab.stem}.jpg", "detected": r.is_cat, "box": r.box.to_dict() if r.box else None,
+        out.append({"photo": photo.path.name, "detected": r.is_cat, "box": r.box.to_dict() if r.box else None,
                     "iou": round(iou, 3)})
     return out
 
