@@ -17,9 +17,8 @@ from .breeds import BREEDS, BreedClassifier, softmax
 from .data import read_coco, read_split
 from .errors import CatScannerError
 from .detector import reference_rule
-from .imaging import load_image, preprocess
+from .imaging import map_batches
 from .onnx_model import OnnxModel
-from .progress import progress_bar
 from .scanner import Scanner, default_model_dir, model_files
 
 # Oxford dog breeds with a one-to-one ImageNet class (american_bulldog, havanese and shiba_inu
@@ -32,13 +31,6 @@ OXFORD_DOG_TO_IMAGENET = {
     "pug": 254, "saint_bernard": 247, "samoyed": 258, "scottish_terrier": 199,
     "staffordshire_bull_terrier": 179, "wheaten_terrier": 202, "yorkshire_terrier": 187,
 }
-
-
-def _batched_outputs(paths: list[Path], run, spec, desc: str, batch_size: int = 32) -> list[np.ndarray]:
-    outs = []
-    for i in progress_bar(range(0, len(paths), batch_size), desc=desc):
-        outs.append(run(np.stack([preprocess(load_image(p), spec) for p in paths[i:i + batch_size]])))
-    return outs
 
 
 # --------------------------------------------------------------------------- breeds
@@ -107,7 +99,7 @@ def evaluate_breeds(data: str | Path, split: str = "test", model_dir: str | Path
             logits = (logits + clf.model.run_named(batch[..., ::-1].copy())["breed_logits"]) / 2
         return logits
 
-    logits = np.concatenate(_batched_outputs([it.path for it in items], run, clf.preprocess, f"breeds on {split}"))
+    logits = np.concatenate(map_batches([it.path for it in items], clf.preprocess, run, f"breeds on {split}"))
     metrics = breed_metrics(labels, softmax(logits, clf.temperature))
     metrics["uncalibrated_ece"] = expected_calibration_error(softmax(logits), labels)
     metrics.update({"split": split, "data": str(data), "temperature": clf.temperature, "tta": tta,
@@ -167,7 +159,7 @@ def evaluate_detector(data_root: str | Path, model_dir: str | Path | None = None
     det = scanner.detector
     rows = []
     for s in detector_sets(data_root):
-        outs = _batched_outputs(s.paths, lambda b: det.model.run(b)[:2], det.preprocess, s.name)  # prob, logits
+        outs = map_batches(s.paths, det.preprocess, lambda b: det.model.run(b)[:2], s.name)  # prob, logits
         prob = np.concatenate([o[0] for o in outs])
         ref = reference_rule(np.concatenate([o[1] for o in outs]))
         fitted = prob >= det.threshold
@@ -224,7 +216,7 @@ def imagenet_dog_accuracy(data: str | Path, backbone: str, weights: str | None =
     items = [it for split in ("trainval", "test") for it in read_split(data, split, species="dog")]
     known = [it for it in items if it.breed.lower() in OXFORD_DOG_TO_IMAGENET]
     with torch.no_grad():
-        outs = _batched_outputs([it.path for it in known], lambda b: model(torch.from_numpy(b)).numpy(), spec, backbone)
+        outs = map_batches([it.path for it in known], spec, lambda b: model(torch.from_numpy(b)).numpy(), backbone)
     pred = np.concatenate(outs).argmax(1)
     truth = np.array([OXFORD_DOG_TO_IMAGENET[it.breed.lower()] for it in known])
     return {"backbone": backbone, "dog_photos": len(items), "with_imagenet_class": len(known),

@@ -182,3 +182,12 @@ def preprocess(img: Image.Image, spec: Preprocess) -> np.ndarray:
     arr = np.asarray(resized, dtype=np.float32)
     arr = (arr - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def map_batches(paths: list[Path], spec: Preprocess, run, desc: str, batch_size: int = 32) -> list:
+    """``run(batch)`` on the photos at ``paths``, preprocessed as ``spec`` says, ``batch_size``
+    at a time, with a progress bar; returns the list of ``run``'s results, one per batch."""
+    from .progress import progress_bar
+
+    return [run(np.stack([preprocess(load_image(p), spec) for p in paths[i:i + batch_size]]))
+            for i in progress_bar(range(0, len(paths), batch_size), desc=desc)]

@@ -23,7 +23,7 @@ from PIL import Image, ImageEnhance
 from .backbones import BACKBONES, BreedNet, load_backbone
 from .breeds import BREEDS
 from .data import read_split, stratified_holdout
-from .imaging import Preprocess, load_image, preprocess
+from .imaging import Preprocess, load_image, map_batches, preprocess
 from .progress import progress_bar
 
 
@@ -332,13 +332,12 @@ DETECTOR_CANDIDATES = {  # name -> which of the 4 detector_features the logistic
 
 
 @torch.no_grad()
-def imagenet_logits(net, spec: Preprocess, paths: list[Path], desc: str, batch_size: int = 32) -> np.ndarray:
+def imagenet_logits(net, spec: Preprocess, paths: list[Path], desc: str) -> np.ndarray:
     """ImageNet logits ``net(x)`` for each photo (eval crop ``spec``), with progress."""
-    out = []
-    for i in progress_bar(range(0, len(paths), batch_size), desc=f"ImageNet logits ({desc})"):
-        x = torch.from_numpy(np.stack([preprocess(load_image(p), spec) for p in paths[i:i + batch_size]]))
-        out.append(net(x.contiguous(memory_format=torch.channels_last)).numpy())
-    return np.concatenate(out)
+    def run(batch: np.ndarray) -> np.ndarray:
+        return net(torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)).numpy()
+
+    return np.concatenate(map_batches(paths, spec, run, f"ImageNet logits ({desc})"))
 
 
 def fit_detector(data: str, backbone: str, out: Path, target_recall: float = 0.995, seed: int = 0,
