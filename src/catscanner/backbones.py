@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import ModelError
+from .imagenet import CAT_CLASSES, DOG_CLASSES, MEXICAN_HAIRLESS, WILD_CAT_CLASSES
 from .imaging import Preprocess
 
 # --------------------------------------------------------------------------- EfficientNet-Lite
@@ -348,7 +349,6 @@ class BreedNet(nn.Module):
 
 # --------------------------------------------------------------------------- cat detector network
 
-from .imagenet import CAT_CLASSES, DOG_CLASSES, MEXICAN_HAIRLESS, WILD_CAT_CLASSES  # noqa: E402
 
 DETECTOR_FEATURES = ("log p(domestic cat)", "log p(wild cat)", "log p(Mexican hairless)", "log p(dog)")
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .breeds import softmax
 from .imagenet import CAT_CLASSES, class_names
 from .onnx_model import OnnxModel
 
@@ -54,9 +55,7 @@ def reference_rule(logits: np.ndarray) -> np.ndarray:
 
 
 def top_labels(logits: np.ndarray, k: int = 5) -> list[ImageNetLabel]:
-    z = np.asarray(logits, dtype=np.float64)
-    p = np.exp(z - z.max())
-    p /= p.sum()
+    p = softmax(logits)
     names = class_names()
     return [ImageNetLabel(int(i), names[i], float(p[i])) for i in np.argsort(-p)[:k]]
 
