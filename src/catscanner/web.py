@@ -517,12 +517,6 @@ async def _read_multipart(chunks: AsyncIterator[bytes], boundary: bytes | None, 
     return Upload(bytes(target.data), target.filename)
 
 
-# ====================================================================== scanning
-def scan_photo(scanner: Scanner, data: bytes, *, threshold: float | None, source: str | None) -> ScanResult:
-    """Decode and scan one uploaded photo (runs in a pool thread)."""
-    return scanner.scan(data, threshold=threshold, source=source)
-
-
 # ====================================================================== the app
 def create_app(
     model_dir: str | Path | None = None,
@@ -589,8 +583,7 @@ def create_app(
         """
         with pool.reserve() as place:  # "busy" at once, before reading a body we could not scan
             upload = await read_upload(request, settings.max_upload_bytes)
-            result = await place.run(scan_photo, scanner, upload.data, threshold=threshold,
-                                     source=upload.filename)
+            result = await place.run(scanner.scan, upload.data, threshold=threshold, source=upload.filename)
         return ScanResponse.model_validate(result.to_dict())
 
     @app.get("/api/v1/breeds", tags=["scan"], summary="The breeds Cat Scanner knows")
