@@ -50,7 +50,7 @@ from .errors import (
     ModelError,
     NotAnImageError,
 )
-from .scanner import Scanner, ScanResult
+from .scanner import Scanner
 
 log = logging.getLogger("catscanner.web")
 
