@@ -12,7 +12,7 @@ Data (real photos, never synthetic stand-ins):
 
 Models:
 
-- ``scanner``       one real :class:`catscanner.scanner.Scanner` with the shipped models, loaded
+- ``scanner``       one real :class:`catscanner.runtime.scanner.Scanner` with the shipped models, loaded
                     once per test session. It runs ONNX Runtime on 1 thread to keep CPU use modest
                     (results do not depend on the thread count). Do not mutate it.
 
@@ -76,6 +76,6 @@ def dog_photo(oxford_images: Path) -> Path:
 @pytest.fixture(scope="session")
 def scanner():
     """The real scanner with the shipped models, loaded once per session (1 inference thread)."""
-    from catscanner.scanner import Scanner
+    from catscanner.runtime.scanner import Scanner
 
     return Scanner(threads=1)

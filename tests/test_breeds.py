@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from catscanner.breeds import BREEDS, breed_mix, softmax
-from catscanner.data import read_split
-from catscanner.evaluate import breed_metrics, expected_calibration_error
+from catscanner.runtime.breeds import BREEDS, breed_mix, softmax
+from catscanner.training.data import read_split
+from catscanner.training.evaluate import breed_metrics, expected_calibration_error
 
 
 def test_breed_mix_sorted_thresholded_percentages():
@@ -84,7 +84,7 @@ def test_loader_counts(oxford_dir):
 
 
 def test_loader_reads_photos_stored_as_png_or_gif(oxford_dir):
-    from catscanner.imaging import load_image
+    from catscanner.runtime.imaging import load_image
 
     odd = []
     for it in read_split(oxford_dir, "trainval") + read_split(oxford_dir, "test"):
@@ -104,7 +104,7 @@ def _fixed_test_sample(oxford_dir, per_breed: int = 10):
 def test_shipped_breed_model_accuracy_floor(scanner, oxford_dir):
     """Regression floor on a fixed sample of 120 test photos (10 per breed, every 8th photo).
     The shipped model scores 0.914 on all 1,044 test photos and 0.925 on this sample."""
-    from catscanner.imaging import load_image, preprocess
+    from catscanner.runtime.imaging import load_image, preprocess
 
     sample = _fixed_test_sample(oxford_dir)
     clf = scanner.classifier

@@ -19,9 +19,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from catscanner.breeds import BREEDS
-from catscanner.cli import app, display_names
-from catscanner.scanner import BREEDS_FILE, default_model_dir
+from catscanner.runtime.breeds import BREEDS
+from catscanner.cli import app
+from catscanner.cli.scan import display_names
+from catscanner.runtime.scanner import BREEDS_FILE, default_model_dir
 
 HAS_BREED_MODEL = (default_model_dir() / BREEDS_FILE).exists()
 REQUIRED_KEYS = {"path", "is_cat", "cat_probability", "breeds", "error"}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from catscanner.data import read_coco, read_split
+from catscanner.training.data import read_coco, read_split
 
 
 def _coco(data_dir: Path) -> tuple[list[Path], list[tuple[Path, list]]]:

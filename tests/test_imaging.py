@@ -23,7 +23,7 @@ from catscanner.errors import (
     ImageTooSmallError,
     NotAnImageError,
 )
-from catscanner.imaging import SOURCE_SIZE, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, decode_image, load_image
+from catscanner.runtime.imaging import SOURCE_SIZE, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, decode_image, load_image
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GIF_MAGIC = (b"GIF87a", b"GIF89a")

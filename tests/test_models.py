@@ -12,12 +12,12 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="model tests need the [train] extra (PyTorch)")
 
-from catscanner.backbones import BACKBONES, create_backbone, load_backbone  # noqa: E402
-from catscanner.data import read_split  # noqa: E402
-from catscanner.evaluate import OXFORD_DOG_TO_IMAGENET  # noqa: E402
-from catscanner.imaging import load_image, preprocess  # noqa: E402
-from catscanner.onnx_model import OnnxModel  # noqa: E402
-from catscanner.scanner import default_model_dir  # noqa: E402
+from catscanner.training.backbones import BACKBONES, create_backbone, load_backbone  # noqa: E402
+from catscanner.training.data import read_split  # noqa: E402
+from catscanner.training.evaluate import OXFORD_DOG_TO_IMAGENET  # noqa: E402
+from catscanner.runtime.imaging import load_image, preprocess  # noqa: E402
+from catscanner.runtime.onnx_model import OnnxModel  # noqa: E402
+from catscanner.runtime.scanner import default_model_dir  # noqa: E402
 
 HERE = Path(__file__).parent
 
@@ -71,7 +71,7 @@ def _torch_twin(onnx_path: Path):
     import onnx
     from onnx import numpy_helper
 
-    from catscanner.backbones import BreedNet, CatDetectorNet
+    from catscanner.training.backbones import BreedNet, CatDetectorNet
 
     meta = OnnxModel(onnx_path).meta
     kind = meta["kind"]
@@ -99,7 +99,7 @@ SHIPPED = [f for f in ("detector.onnx", "breeds.onnx", "scanner.onnx") if (defau
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_onnx_models_match_torch(name, oxford_dir):
-    from catscanner.breeds import softmax
+    from catscanner.runtime.breeds import softmax
 
     path = default_model_dir() / name
     onnx_model = OnnxModel(path)
@@ -135,7 +135,7 @@ class Block:
         if name == 'torch' or name.startswith('torch.'):
             raise ImportError('torch is blocked for this test')
 sys.meta_path.insert(0, Block())
-from catscanner.scanner import Scanner
+from catscanner.runtime.scanner import Scanner
 r = Scanner(threads=1).scan({str(cat_photo)!r})
 assert 'torch' not in sys.modules
 print(r.is_cat, len(r.breeds))

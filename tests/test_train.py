@@ -9,7 +9,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="training needs the [train] extra (PyTorch)")
 
-from catscanner.train import TrainConfig, train  # noqa: E402
+from catscanner.training.train import TrainConfig, train  # noqa: E402
 
 
 def test_short_training_run_lowers_the_loss_and_resumes(oxford_dir, tmp_path):
@@ -31,10 +31,10 @@ def test_short_training_run_lowers_the_loss_and_resumes(oxford_dir, tmp_path):
     assert resumed["epochs"][:3] == metrics["epochs"][:3]
 
     # the checkpoint exports to ONNX and the scanner-side classifier reads it
-    from catscanner.breeds import BreedClassifier
-    from catscanner.export import export_breeds
-    from catscanner.imaging import load_image, preprocess
-    from catscanner.onnx_model import OnnxModel
+    from catscanner.runtime.breeds import BreedClassifier
+    from catscanner.training.export import export_breeds
+    from catscanner.runtime.imaging import load_image, preprocess
+    from catscanner.runtime.onnx_model import OnnxModel
 
     onnx_path = export_breeds(best, tmp_path / "breeds.onnx")
     clf = BreedClassifier(OnnxModel(onnx_path, threads=1))
@@ -58,8 +58,8 @@ def test_one_graph_scanner_from_a_distilled_breed_model(oxford_dir, tmp_path):
     """`--distill` keeps the ImageNet layer, so detector and breeds can share one backbone pass
     (scanner.onnx). The lever was rejected for the shipped models (see benchmarks/FINDINGS.md),
     but the path must keep working: the Scanner reads both answers from the one graph."""
-    from catscanner.export import export_scanner
-    from catscanner.scanner import SCANNER_FILE, Scanner
+    from catscanner.training.export import export_scanner
+    from catscanner.runtime.scanner import SCANNER_FILE, Scanner
 
     cfg = TrainConfig(data=str(oxford_dir), out=str(tmp_path / "run"), backbone="efficientnet_lite0", epochs=1,
                       limit=12, batch_size=6, threads=2, distill=1.0)

@@ -27,8 +27,8 @@ with warnings.catch_warnings():  # newer Starlette prefers httpx2 for its TestCl
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient` is deprecated")
     from fastapi.testclient import TestClient
 
-from catscanner.breeds import BREEDS
-from catscanner.scanner import Scanner, ScanResult
+from catscanner.runtime.breeds import BREEDS
+from catscanner.runtime.scanner import Scanner, ScanResult
 from catscanner.web import MULTIPART_OVERHEAD, STATIC_DIR, SWAGGER_UI_DIR, create_app
 
 CAT_PHOTO = "Persian_10.jpg"  # a clearly Persian cat

@@ -5,24 +5,26 @@
 >>> result.is_cat, [(b.breed, b.percent) for b in result.breeds]
 """
 
-from .breeds import BREEDS, BreedShare
-from .detector import Box, ImageNetLabel
 from .errors import (
     CatScannerError,
     CorruptImageError,
     EmptyImageError,
+    FileTooLargeError,
     ImageError,
     ImageTooLargeError,
     ImageTooSmallError,
     ModelError,
     NotAnImageError,
     UnreadableFileError,
+    UnsupportedInputError,
 )
-from .scanner import Scanner, ScanError, ScanResult, Timing
+from .runtime.breeds import BREEDS
+from .runtime.scanner import Scanner
+from .runtime.schema import Box, BreedShare, Cat, ImageNetLabel, ScanResult, Timing
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
-    "BREEDS", "Box", "BreedShare", "CatScannerError", "CorruptImageError", "EmptyImageError", "ImageError",
-    "ImageNetLabel", "ImageTooLargeError", "ImageTooSmallError", "ModelError", "NotAnImageError", "ScanError",
-    "ScanResult", "Scanner", "Timing", "UnreadableFileError",
+    "BREEDS", "Box", "BreedShare", "Cat", "CatScannerError", "CorruptImageError", "EmptyImageError",
+    "FileTooLargeError", "ImageError", "ImageNetLabel", "ImageTooLargeError", "ImageTooSmallError", "ModelError",
+    "NotAnImageError", "ScanResult", "Scanner", "Timing", "UnreadableFileError", "UnsupportedInputError",
 ]

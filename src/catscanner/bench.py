@@ -34,7 +34,6 @@ from pathlib import Path
 
 DEFAULT_PHOTOS = 200
 QUICK_PHOTOS = 16
-DEFAULT_DATA = "../shared/data/oxford-iiit-pet"
 PIPELINES = ("ours", "reference")
 REFERENCE_BREEDS_MODES = ("always", "cats")
 
@@ -43,14 +42,10 @@ REFERENCE_BREEDS_MODES = ("always", "cats")
 
 
 def resolve_data_root(data: str | Path | None = None) -> Path:
-    """``--data``, else ``$CATSCAN_DATA`` (the Oxford folder or its parent), else ``../shared/data/oxford-iiit-pet``."""
-    if data is None:
-        env = os.environ.get("CATSCAN_DATA")
-        data = env if env else DEFAULT_DATA
-    root = Path(data)
-    if not (root / "annotations").is_dir() and (root / "oxford-iiit-pet" / "annotations").is_dir():
-        root = root / "oxford-iiit-pet"
-    return root
+    """The Oxford-IIIT Pet folder: ``data``, else from ``$CATSCAN_DATA``, else the shared data."""
+    from .training.data import oxford_root
+
+    return oxford_root(data)
 
 
 def select_photos(items: list, n: int) -> list:
@@ -107,7 +102,7 @@ def _log(msg: str) -> None:
 
 def _worker_ours(job: dict, t_spawn: float) -> dict:
     t_import = time.time()
-    from .scanner import Scanner
+    from .runtime.scanner import Scanner
 
     imported = time.time()
     scanner = Scanner(job["models"], threads=job["threads"])
@@ -119,8 +114,8 @@ def _worker_ours(job: dict, t_spawn: float) -> dict:
     info = {
         "pipeline": "ours",
         "description": "Cat Scanner: ONNX Runtime, "
-                       f"detector {scanner.detector.model.meta.get('backbone')} + "
-                       + (f"breeds {scanner.classifier.model.meta.get('backbone')}" if scanner.classifier
+                       f"detector {scanner.detector.model.meta.backbone} + "
+                       + (f"breeds {scanner.classifier.model.meta.backbone}" if scanner.classifier
                           else "NO breed model installed"),
         "has_breed_model": scanner.classifier is not None,
         "torch_loaded": "torch" in sys.modules,
@@ -129,7 +124,7 @@ def _worker_ours(job: dict, t_spawn: float) -> dict:
     return _measure(job, info, t_spawn, t_import, imported, loaded, rss_loaded, t_first,
                     scan_one=lambda data: scanner.scan(data),
                     scan_batch=lambda datas: list(scanner.scan_many(datas, batch_size=job["batch_size"])),
-                    stage_of=lambda r: (r.timing.decode_ms, r.timing.detect_ms, r.timing.classify_ms),
+                    stage_of=lambda r: (r.timing_ms.decode_ms, r.timing_ms.detect_ms, r.timing_ms.classify_ms),
                     is_cat=lambda r: r.is_cat,
                     classified=lambda r: bool(r.breeds))
 
@@ -137,14 +132,10 @@ def _worker_ours(job: dict, t_spawn: float) -> dict:
 def _model_info(path: Path) -> dict:
     """Size and the export metadata's kind/backbone/note of one ONNX file (parent side only)."""
     info: dict = {"path": str(path), "bytes": path.stat().st_size}
-    try:
-        import onnx
+    from .runtime.onnx_model import OnnxModel
 
-        proto = onnx.load(str(path), load_external_data=False)
-        meta = json.loads({p.key: p.value for p in proto.metadata_props}.get("catscanner", "{}"))
-        info.update({k: meta.get(k) for k in ("kind", "backbone", "note") if meta.get(k) is not None})
-    except Exception:  # informational only (onnx is a training extra)
-        pass
+    meta = OnnxModel(path, threads=1).meta
+    info.update({"kind": meta.kind, "backbone": meta.backbone})
     return info
 
 
@@ -369,8 +360,8 @@ def run_bench(*, photos: int | None = None, threads: int = 2, json_out: str | Pa
     """Run the whole comparison; prints a table (ratios last) and writes JSON. Returns the JSON dict."""
     from rich.console import Console
 
-    from .data import read_split
-    from .scanner import BREEDS_FILE, DETECTOR_FILE, default_model_dir
+    from .runtime.contract import ModelFiles
+    from .training.data import read_split
 
     console = Console(stderr=False)
     if reference_breeds not in REFERENCE_BREEDS_MODES:
@@ -379,10 +370,9 @@ def run_bench(*, photos: int | None = None, threads: int = 2, json_out: str | Pa
     root = resolve_data_root(data)
     items = read_split(root, "test", species=None)
     chosen = select_photos(items, n)
-    model_dir = Path(models) if models else default_model_dir()
-    if not (model_dir / DETECTOR_FILE).is_file():
-        raise FileNotFoundError(f"{model_dir / DETECTOR_FILE} not found (pass --models)")
-    has_breeds = (model_dir / BREEDS_FILE).is_file()
+    files = ModelFiles.resolve(models)
+    model_dir = files.folder
+    has_breeds = files.breeds is not None
 
     job = {
         "paths": [str(p.path) for p in chosen],
@@ -400,7 +390,7 @@ def run_bench(*, photos: int | None = None, threads: int = 2, json_out: str | Pa
                   f"{threads} threads, batch {batch_size}, load average {load[0]:.2f}"
                   + (" [yellow](quick)[/yellow]" if quick else ""))
     if not has_breeds:
-        console.print(f"[yellow]warning:[/yellow] no {BREEDS_FILE} in {model_dir}: Cat Scanner runs "
+        console.print(f"[yellow]warning:[/yellow] no breed model in {model_dir}: Cat Scanner runs "
                       "without breeds, so the comparison is not like for like.")
     if load[0] > (os.cpu_count() or 1) * 0.5:
         console.print(f"[yellow]warning:[/yellow] load average {load[0]:.2f} on {os.cpu_count()} cores: "
@@ -459,8 +449,7 @@ def run_bench(*, photos: int | None = None, threads: int = 2, json_out: str | Pa
             "reference_weights": "random init (speed does not depend on the weights)",
             "reference_breeds": ref["breeds_mode_note"] if ref else None,
         },
-        "models": {f: _model_info(model_dir / f) for f in (DETECTOR_FILE, BREEDS_FILE)
-                   if (model_dir / f).is_file()},
+        "models": {p.name: _model_info(p) for p in (files.detector, files.breeds) if p is not None},
         "pipelines": results,
         "ratios": ratios,
     }

@@ -47,3 +47,15 @@ class ModelError(CatScannerError):
     """A model file is missing or does not match what the code expects."""
 
     code = "model"
+
+
+class UnsupportedInputError(ImageError):
+    """The input is of a type Cat Scanner cannot scan (not a path, bytes, file, PIL image or array)."""
+
+    code = "bad_input"
+
+
+class FileTooLargeError(ImageError):
+    """The file is larger than the byte limit (read no further than the limit)."""
+
+    code = "too_large"

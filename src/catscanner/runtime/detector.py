@@ -11,32 +11,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import ModelError
 from .breeds import softmax
+from .contract import Output
 from .imagenet import CAT_CLASSES, class_names
 from .onnx_model import OnnxModel
-
-
-@dataclass(frozen=True)
-class ImageNetLabel:
-    index: int
-    name: str
-    probability: float
-
-    def to_dict(self) -> dict:
-        return {"index": self.index, "name": self.name, "probability": round(self.probability, 4)}
-
-
-@dataclass(frozen=True)
-class Box:
-    """Where the cat is, in pixels of the (upright) photo: left, top, right, bottom."""
-
-    left: int
-    top: int
-    right: int
-    bottom: int
-
-    def to_dict(self) -> dict:
-        return {"left": self.left, "top": self.top, "right": self.right, "bottom": self.bottom}
+from .schema import Box, ImageNetLabel
 
 
 @dataclass(frozen=True)
@@ -46,7 +26,6 @@ class Detection:
     reference_rule_cat: bool  # top-1 ImageNet class is one of 281-285
     top_labels: list[ImageNetLabel]
     cat_map: np.ndarray  # (h, w) activation over the centre crop
-    breed_logits: np.ndarray | None = None  # (12,) when the graph also holds the breed head
 
 
 def reference_rule(logits: np.ndarray) -> np.ndarray:
@@ -57,7 +36,7 @@ def reference_rule(logits: np.ndarray) -> np.ndarray:
 def top_labels(logits: np.ndarray, k: int = 5) -> list[ImageNetLabel]:
     p = softmax(logits)
     names = class_names()
-    return [ImageNetLabel(int(i), names[i], float(p[i])) for i in np.argsort(-p)[:k]]
+    return [ImageNetLabel(int(i), names[i], round(float(p[i]), 4)) for i in np.argsort(-p)[:k]]
 
 
 def box_from_map(cat_map: np.ndarray, crop: tuple[float, float, float], image_size: tuple[int, int],
@@ -95,15 +74,15 @@ class CatDetector:
     def __init__(self, model: OnnxModel):
         self.model = model
         self.preprocess = model.preprocess
-        self.threshold = float(model.meta["threshold"])
+        if model.meta.kind != "detector" or model.meta.threshold is None:
+            raise ModelError(f"{model.path} is not a cat detector (kind {model.meta.kind!r}).")
+        self.threshold = model.meta.threshold
 
     def __call__(self, batch: np.ndarray) -> list[Detection]:
-        out = self.model.run_named(batch)
-        prob, logits, cat_map = out["cat_probability"], out["imagenet_logits"], out["cat_map"]
-        breeds = out.get("breed_logits")
+        out = self.model.run(batch)
+        prob, logits, cat_map = out[Output.CAT_PROBABILITY], out[Output.IMAGENET_LOGITS], out[Output.CAT_MAP]
         ref = reference_rule(logits)
         return [
-            Detection(float(prob[i]), bool(prob[i] >= self.threshold), bool(ref[i]), top_labels(logits[i]),
-                      cat_map[i], None if breeds is None else breeds[i])
+            Detection(float(prob[i]), bool(prob[i] >= self.threshold), bool(ref[i]), top_labels(logits[i]), cat_map[i])
             for i in range(len(prob))
         ]

@@ -8,18 +8,18 @@ Metrics come from scikit-learn.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .breeds import BREEDS, BreedClassifier, softmax
-from .data import read_coco, read_split
-from .errors import CatScannerError
-from .detector import reference_rule
-from .imaging import map_batches
-from .onnx_model import OnnxModel
-from .scanner import Scanner, default_model_dir, model_files
+from ..errors import CatScannerError
+from ..runtime.breeds import BREEDS, BreedClassifier, softmax
+from ..runtime.contract import ModelFiles, Output
+from ..runtime.detector import reference_rule
+from ..runtime.onnx_model import OnnxModel
+from ..runtime.scanner import Scanner
+from .data import map_batches, read_coco, read_photo_set, read_split, stratified_holdout
 
 # Oxford dog breeds with a one-to-one ImageNet class (american_bulldog, havanese and shiba_inu
 # have none).
@@ -74,9 +74,7 @@ def breed_split(data: str | Path, split: str, train_config: dict) -> list:
     """Cat photos of ``trainval``/``test``, or ``val``: the validation photos the model was tuned on
     (carved out of trainval with the training run's own fraction and seed)."""
     if split != "val":
-        return read_split(data, split)
-    from .data import stratified_holdout
-
+        return read_photo_set(data, split)
     if "val_fraction" not in train_config:
         raise CatScannerError("This breed model does not record its validation split; use trainval or test.")
     seed = train_config.get("val_seed", train_config["seed"])
@@ -86,17 +84,18 @@ def breed_split(data: str | Path, split: str, train_config: dict) -> list:
 def evaluate_breeds(data: str | Path, split: str = "test", model_dir: str | Path | None = None,
                     tta: bool = False) -> dict:
     """Breed metrics of the shipped breed model on every cat photo of ``split``."""
-    breeds_path = model_files(model_dir)[1]
-    if breeds_path is None:
-        raise CatScannerError(f"No breed model in {model_dir or default_model_dir()}.")
+    files = ModelFiles.resolve(model_dir)
+    if files.breeds is None:
+        raise CatScannerError(f"No breed model in {files.folder}.")
+    breeds_path = files.breeds
     clf = BreedClassifier(OnnxModel(breeds_path))
-    items = breed_split(data, split, clf.model.meta.get("config", {}))
+    items = breed_split(data, split, clf.model.meta.details.get("config", {}))
     labels = np.array([it.label for it in items])
 
     def run(batch: np.ndarray) -> np.ndarray:
-        logits = clf.model.run_named(batch)["breed_logits"]
+        logits = clf.model.run(batch)[Output.BREED_LOGITS]
         if tta:  # average with the mirrored photo
-            logits = (logits + clf.model.run_named(batch[..., ::-1].copy())["breed_logits"]) / 2
+            logits = (logits + clf.model.run(batch[..., ::-1].copy())[Output.BREED_LOGITS]) / 2
         return logits
 
     logits = np.concatenate(map_batches([it.path for it in items], clf.preprocess, run, f"breeds on {split}"))
@@ -159,9 +158,9 @@ def evaluate_detector(data_root: str | Path, model_dir: str | Path | None = None
     det = scanner.detector
     rows = []
     for s in detector_sets(data_root):
-        outs = map_batches(s.paths, det.preprocess, lambda b: det.model.run(b)[:2], s.name)  # prob, logits
-        prob = np.concatenate([o[0] for o in outs])
-        ref = reference_rule(np.concatenate([o[1] for o in outs]))
+        outs = map_batches(s.paths, det.preprocess, det.model.run, s.name)
+        prob = np.concatenate([o[Output.CAT_PROBABILITY] for o in outs])
+        ref = reference_rule(np.concatenate([o[Output.IMAGENET_LOGITS] for o in outs]))
         fitted = prob >= det.threshold
         rows.append({"set": s.name, "photos": len(s.paths), "has_cat": s.has_cat,
                      "reference_rule_positive": int(ref.sum()), "fitted_rule_positive": int(fitted.sum()),
@@ -196,7 +195,7 @@ def coco_localization(coco_root: str | Path, scanner: Scanner) -> list[dict]:
         W, H = r.width, r.height
         truth = [((x - w / 2) * W, (y - h / 2) * H, (x + w / 2) * W, (y + h / 2) * H) for x, y, w, h in photo.cat_boxes]
         iou = max(_iou((r.box.left, r.box.top, r.box.right, r.box.bottom), t) for t in truth) if r.box else 0.0
-        out.append({"photo": photo.path.name, "detected": r.is_cat, "box": r.box.to_dict() if r.box else None,
+        out.append({"photo": photo.path.name, "detected": r.is_cat, "box": asdict(r.box) if r.box else None,
                     "iou": round(iou, 3)})
     return out
 

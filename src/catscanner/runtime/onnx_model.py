@@ -1,21 +1,18 @@
-"""Loading an exported ONNX model with ONNX Runtime and the metadata stored inside it."""
+"""Running an exported model with ONNX Runtime, and reading the :class:`ModelMeta` inside it."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
-from .errors import ModelError
-from .imaging import Preprocess
-
-META_KEY = "catscanner"
+from ..errors import ModelError
+from .contract import INPUT, META_KEY, ModelMeta
 
 
 class OnnxModel:
-    """An ONNX Runtime CPU session plus the ``catscanner`` metadata JSON saved at export."""
+    """An ONNX Runtime CPU session plus the model's :class:`ModelMeta`."""
 
     def __init__(self, path: str | Path, threads: int | None = None):
         path = Path(path)
@@ -37,13 +34,14 @@ class OnnxModel:
         if raw is None:
             raise ModelError(f"{path} has no '{META_KEY}' metadata: export it with catscan export.")
         self.path = path
-        self.meta: dict = json.loads(raw)
-        self.preprocess = Preprocess.from_dict(self.meta["preprocess"])
-        self.input_name = self.session.get_inputs()[0].name
+        self.meta = ModelMeta.from_json(raw, str(path))
         self.output_names = [o.name for o in self.session.get_outputs()]
 
-    def run(self, batch: np.ndarray) -> list[np.ndarray]:
-        return self.session.run(self.output_names, {self.input_name: np.ascontiguousarray(batch, dtype=np.float32)})
+    @property
+    def preprocess(self):
+        return self.meta.preprocess
 
-    def run_named(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        return dict(zip(self.output_names, self.run(batch)))
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """All outputs for a preprocessed batch, by name (see :class:`~.contract.Output`)."""
+        outputs = self.session.run(self.output_names, {INPUT: np.ascontiguousarray(batch, dtype=np.float32)})
+        return dict(zip(self.output_names, outputs))

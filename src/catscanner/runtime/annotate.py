@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image, ImageDraw, ImageFont
 
-from .scanner import ScanResult
+from .schema import ScanResult
 
 BOX_COLOUR = (255, 196, 0)
 TEXT_COLOUR = (255, 255, 255)

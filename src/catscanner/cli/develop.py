@@ -1,0 +1,219 @@
+"""Model-development commands: train, fit, export, evaluate, check weights, benchmark.
+
+They need the training extra (``pip install torch==2.13.0 "catscanner[train]"``); each imports it
+only when run, so ``catscan scan`` never loads PyTorch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import typing
+from dataclasses import MISSING, fields
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import CatScannerError
+from .common import console, fail
+
+
+def need_torch() -> None:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        fail("this command needs PyTorch: pip install torch==2.13.0 'catscanner[train]'")
+
+
+def data_root(path: Path | None = None) -> Path:
+    from ..training.data import data_root as resolve
+
+    return resolve(path)
+
+
+def oxford_root(path: Path | None = None) -> Path:
+    from ..training.data import oxford_root as resolve
+
+    return resolve(path)
+
+
+def _train(config: Optional[Path] = None, resume: bool = False, **options) -> None:
+    """Fine-tune the breed classifier on trainval (a validation set is carved out of it).
+
+    Every option is a field of TrainConfig; flags override a JSON --config.
+    """
+    need_torch()
+    from ..training.train import TrainConfig, train as run_training
+
+    overrides = {k: v for k, v in options.items() if v is not None}
+    try:
+        cfg = TrainConfig.from_json(config, **overrides) if config else TrainConfig(**overrides)
+    except (ValueError, TypeError) as e:
+        fail(str(e))
+    run_training(cfg, resume=resume)
+
+
+def _config_options() -> list[inspect.Parameter]:
+    """One ``--flag`` per TrainConfig field, with its type and help (default None: keep the config's)."""
+    from ..training.config import TrainConfig
+
+    hints = typing.get_type_hints(TrainConfig)
+    params = []
+    for f in fields(TrainConfig):
+        base = next((t for t in typing.get_args(hints[f.name]) if t is not type(None)), hints[f.name])
+        default = "" if f.default is MISSING else f" [default: {f.default!r}]"
+        option = typer.Option(help=f.metadata.get("help", "") + default, show_default=False)
+        params.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=None,
+                                        annotation=Annotated[Optional[base], option]))
+    return params
+
+
+def train_command():
+    """``catscan train`` with its options generated from TrainConfig."""
+    def train(**kwargs) -> None:
+        _train(**kwargs)
+
+    train.__doc__ = _train.__doc__
+    train.__signature__ = inspect.Signature([
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=None,
+                          annotation=Annotated[Optional[Path], typer.Option(help="JSON file with TrainConfig fields; flags override it.")]),
+        inspect.Parameter("resume", inspect.Parameter.KEYWORD_ONLY, default=False,
+                          annotation=Annotated[bool, typer.Option(help="Continue from OUT/checkpoint.pt.")]),
+        *_config_options(),
+    ])
+    return train
+
+
+def fit_detector(
+    data: Annotated[Optional[Path], typer.Option(help="Oxford-IIIT Pet folder (default: the shared data).")] = None,
+    backbone: Annotated[str, typer.Option()] = "efficientnet_lite0",
+    out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("src/catscanner/models/detector.onnx"),
+    target_recall: Annotated[float, typer.Option(help="Cat recall the threshold keeps in CV.")] = 0.995,
+) -> None:
+    """Fit the cat-detector rule on trainval (cats vs dogs) and export it as ONNX."""
+    need_torch()
+    from ..training.fit_detector import fit_detector as fit
+
+    fit(oxford_root(data), backbone, out, target_recall)
+    console.print(f"wrote {out}")
+
+
+def evaluate(
+    data: Annotated[Optional[Path], typer.Option(help="Labelled cat photos: a folder in the Oxford-IIIT Pet layout, a folder per breed (DATA/<Breed>/*.jpg) or a CSV (path,breed). Default: the shared Oxford data.")] = None,
+    split: Annotated[str, typer.Option(help="test, trainval, or val (the model's own validation photos).")] = "test",
+    models: Annotated[Optional[Path], typer.Option(help="Folder with breeds.onnx.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print every number as JSON.")] = False,
+    out: Annotated[Path, typer.Option(help="Folder for breed_metrics.json and confusion_matrix.png.")] = Path("reports"),
+    tta: Annotated[bool, typer.Option(help="Average with the mirrored photo.")] = False,
+) -> None:
+    """Breed accuracy, precision/recall/F1 (micro, macro, weighted, per breed), ECE, confusion matrix."""
+    from ..training.evaluate import evaluate_breeds, plot_confusion, save_json
+
+    try:
+        m = evaluate_breeds(data or oxford_root(), split, models, tta=tta)
+    except CatScannerError as e:
+        fail(str(e))
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(m, out / f"breed_metrics_{split}.json")
+    png = plot_confusion(m, out / f"confusion_matrix_{split}.png")
+    if json_out:
+        print(json.dumps(m, indent=2))
+        return
+    t = Table(title=f"Breeds on {split} ({m['n']} photos): accuracy {m['accuracy']:.3f}")
+    for col in ("average", "precision", "recall", "f1"):
+        t.add_column(col)
+    for avg in ("micro", "macro", "weighted"):
+        t.add_row(avg, *(f"{m[avg][k]:.3f}" for k in ("precision", "recall", "f1")))
+    console.print(t)
+    pb = Table(title="Per breed")
+    for col in ("breed", "precision", "recall", "f1", "support"):
+        pb.add_column(col)
+    for b, v in m["per_breed"].items():
+        pb.add_row(b, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
+    console.print(pb)
+    console.print(f"expected calibration error {m['ece']:.4f} (before temperature scaling {m['uncalibrated_ece']:.4f}, "
+                  f"T = {m['temperature']:.2f})\nconfusion matrix: {png}\nall numbers: {out / f'breed_metrics_{split}.json'}")
+
+
+def evaluate_detector(
+    data: Annotated[Optional[Path], typer.Option(help="Folder holding oxford-iiit-pet/ and coco128/ (default $CATSCAN_DATA or ../shared/data).")] = None,
+    models: Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print every number as JSON.")] = False,
+) -> None:
+    """Recall on test cats and false alarms on test dogs and COCO scenes, for both detector rules."""
+    from ..training.evaluate import evaluate_detector
+
+    r = evaluate_detector(data_root(data), models)
+    if json_out:
+        print(json.dumps(r, indent=2))
+        return
+    t = Table(title=f"Cat detector (fitted-rule threshold {r['threshold']:.3f})")
+    for col in ("photos", "n", "reference rule (top-1 in 281-285)", "fitted rule"):
+        t.add_column(col)
+    for s in r["sets"]:
+        word = "found" if s["has_cat"] else "false alarms"
+        t.add_row(s["set"], str(s["photos"]), f"{s['reference_rule_positive']} {word}", f"{s['fitted_rule_positive']} {word}")
+    for rule, v in r["summary"].items():
+        t.add_row(f"[bold]{rule.replace('_', ' ')}[/bold]", "", "", "")
+        t.add_row("  recall on test cats", "", f"{v['recall']:.4f}" if rule == "reference_rule" else "", f"{v['recall']:.4f}" if rule == "fitted_rule" else "")
+        t.add_row("  false alarms", str(v["negatives"]), f"{v['false_alarms']} ({v['false_alarm_rate']:.1%})" if rule == "reference_rule" else "",
+                  f"{v['false_alarms']} ({v['false_alarm_rate']:.1%})" if rule == "fitted_rule" else "")
+    console.print(t)
+    for loc in r["localization"]:
+        console.print(f"COCO cat {loc['photo']}: detected {loc['detected']}, box IoU with the label {loc['iou']:.2f}")
+
+
+
+def bench(
+    photos: Annotated[Optional[int], typer.Option(help="Test photos to use (default 200; 16 with --quick).", min=1)] = None,
+    threads: Annotated[int, typer.Option(help="CPU threads for both pipelines.", min=1)] = 2,
+    json_out: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path("bench.json"),
+    quick: Annotated[bool, typer.Option(help="A short run (few photos, one round).")] = False,
+    data: Annotated[Optional[Path], typer.Option(help="Oxford-IIIT Pet folder (default $CATSCAN_DATA or ../shared/data/oxford-iiit-pet).")] = None,
+    models: Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")] = None,
+    batch_size: Annotated[int, typer.Option(help="Photos per batch for the throughput test.", min=1)] = 8,
+    reference_breeds: Annotated[str, typer.Option(help="always: the reference's breed net runs on every photo; cats: only on photos labelled cat.")] = "always",
+) -> None:
+    """Benchmark Cat Scanner against the reference (2x ResNet-50, PyTorch eager) on the same photos."""
+    from ..bench import run_bench
+
+    try:
+        run_bench(photos=photos, threads=threads, json_out=json_out, quick=quick, data=data, models=models,
+                  batch_size=batch_size, reference_breeds=reference_breeds)
+    except (CatScannerError, ValueError, FileNotFoundError, RuntimeError) as e:
+        fail(str(e))
+
+
+
+def check_weights(
+    data: Annotated[Optional[Path], typer.Option(help="Oxford-IIIT Pet folder (default: the shared data).")] = None,
+    backbone: Annotated[list[str], typer.Option(help="Backbones to check (repeatable).")] = ["efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2"],
+    weights: Annotated[Optional[str], typer.Option(help="Local weights file (for resnet50).")] = None,
+) -> None:
+    """ImageNet top-1 on the Oxford dogs whose breed is an ImageNet class: proves weights are real."""
+    need_torch()
+    from ..training.evaluate import imagenet_dog_accuracy
+
+    table = Table(title="ImageNet top-1 on Oxford dog photos")
+    for col in ("backbone", "photos with an ImageNet class", "top-1"):
+        table.add_column(col)
+    for name in backbone:
+        r = imagenet_dog_accuracy(oxford_root(data), name, weights)
+        table.add_row(name, f"{r['with_imagenet_class']} of {r['dog_photos']}", f"{r['top1']:.3f}")
+    console.print(table)
+
+
+
+def export_breeds(
+    checkpoint: Annotated[Path, typer.Argument(help="best.pt written by catscan train.")],
+    out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("src/catscanner/models/breeds.onnx"),
+) -> None:
+    """Export a trained breed checkpoint to ONNX for the scanner."""
+    need_torch()
+    from ..training.export import export_breeds
+
+    console.print(f"wrote {export_breeds(checkpoint, out)}")
+
+

@@ -1,0 +1,206 @@
+"""``catscan scan`` and ``catscan serve``: the commands that use the shipped models."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import CatScannerError
+from ..runtime.breeds import DEFAULT_BREED_THRESHOLD
+from ..runtime.schema import ScanResult
+from .common import console, err_console, fail
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
+MAX_THREADS = 256
+
+ModelsOption = Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")]
+ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads for inference (default: all cores).",
+                                                      min=1, max=MAX_THREADS)]
+
+
+def expand_paths(paths: list[Path]) -> tuple[list[Path], list[ScanResult]]:
+    """(photo files, failures): files as given; folders walked recursively for image files
+    (sorted). A folder that cannot be listed is a failure, not silently skipped."""
+    files: list[Path] = []
+    failures: list[ScanResult] = []
+
+    def unlistable(e: OSError) -> None:
+        failures.append(ScanResult.failed(e.filename, "io_error",
+                                          f"Could not list the folder {e.filename}: {e.strerror}. Check its permissions."))
+
+    for p in paths:
+        if p.is_dir():
+            found = []
+            for folder, dirs, names in os.walk(p, onerror=unlistable):
+                dirs.sort()
+                found += [Path(folder) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES]
+            files += sorted(found)
+        else:
+            files.append(p)  # unreadable or missing files are reported by the scan itself
+    return files, failures
+
+
+def display_names(files: list[Path]) -> dict[str, str]:
+    """Short, readable names for the table: each path relative to the photos' common folder
+    (just the file name for a single photo). Keyed by ``str(path)``, as in ``ScanResult.path``."""
+    if not files:
+        return {}
+    absolute = [os.path.abspath(f) for f in files]
+    try:
+        common = os.path.commonpath([os.path.dirname(a) for a in absolute])
+    except ValueError:  # e.g. photos on different drives (Windows)
+        return {str(f): str(f) for f in files}
+    return {str(f): os.path.relpath(a, common) for f, a in zip(files, absolute)}
+
+
+def annotated_names(names: Iterable[str]) -> dict[str, str]:
+    """A distinct ``.jpg`` file name for each photo's drawing: ``sub/pet.png`` -> ``sub__pet.jpg``,
+    with ``-2``, ``-3`` ... added when two photos would get the same name."""
+    out: dict[str, str] = {}
+    taken: set[str] = set()
+    for name in names:
+        stem = Path(name).with_suffix("").as_posix().replace("/", "__")
+        candidate, n = f"{stem}.jpg", 1
+        while candidate.lower() in taken:
+            n += 1
+            candidate = f"{stem}-{n}.jpg"
+        taken.add(candidate.lower())
+        out[name] = candidate
+    return out
+
+
+def _save_annotated(scanner, results: Iterable[ScanResult], folder: Path, names: dict[str, str]) -> Iterator[ScanResult]:
+    """Pass results through, saving each scanned photo, full size, with its cats drawn on it."""
+    from ..runtime.annotate import annotate
+
+    files = annotated_names(names[r] for r in names)
+    for r in results:
+        if r.ok:
+            out = folder / files[names.get(r.path, r.path)]
+            try:
+                annotate(scanner.load(r.path, full_size=True), r).save(out, quality=90)
+            except OSError as e:
+                fail(f"could not write {out}: {e.strerror or e}. Choose a folder you can write to.", 1)
+        yield r
+
+
+def _breed_text(breeds) -> str:
+    return ", ".join(f"{b.breed} {b.percent:.0f} %" for b in breeds) if breeds else "—"
+
+
+def _cats_text(r: ScanResult) -> str:
+    """One line per cat: its top breed and box."""
+    if r.wild_cat:
+        return f"[yellow]a wild cat ({r.wild_cat})[/yellow], not a house cat"
+    lines = []
+    for i, cat in enumerate(r.cats, 1):
+        b = cat.box
+        top = f"{cat.breeds[0].breed} {cat.breeds[0].percent:.0f} %" if cat.breeds else "breed unknown"
+        lines.append(f"{i}. {top} at {b.left},{b.top},{b.right},{b.bottom}")
+    return "\n".join(lines) or "—"
+
+
+def scan(
+    paths: Annotated[list[Path], typer.Argument(help="Photos and/or folders (searched recursively).")],
+    json_lines: Annotated[bool, typer.Option("--json", help="One JSON object per line instead of a table.")] = False,
+    threshold: Annotated[float, typer.Option(help="Smallest breed share to list, 0-1.", min=0.0, max=1.0)] = DEFAULT_BREED_THRESHOLD,
+    models: ModelsOption = None,
+    threads: ThreadsOption = None,
+    batch_size: Annotated[int, typer.Option(help="Photos per inference batch.", min=1, max=256)] = 8,
+    annotate: Annotated[Optional[Path], typer.Option(help="Also save each photo, full size, with every cat's box and breeds drawn on it, into this folder.")] = None,
+) -> None:
+    """Scan photos: is there a cat, where is each one, and what breed mix is it?
+
+    Exit code 0 when every photo was scanned, 1 when any photo failed, 2 for usage errors.
+    """
+    from ..progress import progress_bar
+    from ..runtime.scanner import Scanner
+
+    files, failures = expand_paths(paths)
+    if not files and not failures:
+        fail("no photos found in the paths given.")
+    if annotate:
+        try:
+            annotate.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            fail(f"could not create {annotate}: {e.strerror or e}. Choose a folder you can write to.")
+        if not os.access(annotate, os.W_OK):
+            fail(f"{annotate} is not writable: choose a folder you can write to.")
+    try:
+        scanner = Scanner(models, threads=threads)
+    except CatScannerError as e:
+        fail(str(e))
+    # The bar goes to stderr. With --json on a terminal the JSON lines are the progress;
+    # with --json piped (or a table, printed at the end) stdout stays clean either way.
+    show_bar = len(files) > 1 and err_console.is_terminal and not (json_lines and console.is_terminal)
+    results: Iterable[ScanResult] = progress_bar(scanner.scan_many(files, threshold=threshold, batch_size=batch_size),
+                                                 desc="scanning", total=len(files), enabled=show_bar, transient=True)
+    names = display_names(files)
+    if annotate:
+        results = _save_annotated(scanner, results, annotate, names)
+    failed = 0
+    if json_lines:
+        for r in [*failures, *results]:
+            failed += not r.ok
+            print(json.dumps(r.to_dict()), flush=True)
+        raise typer.Exit(1 if failed else 0)
+
+    table = Table(title="Cat Scanner")
+    # "fold" wraps a long name or message onto the next line instead of cutting it with "…".
+    table.add_column("photo", overflow="fold")
+    table.add_column("cats")
+    table.add_column("p(cat)")
+    table.add_column("breed mix (most confident cat)", overflow="fold")
+    table.add_column("each cat: top breed at l,t,r,b", overflow="fold")
+    for r in [*failures, *results]:
+        name = names.get(r.path, r.path)
+        if not r.ok:
+            failed += 1
+            table.add_row(name, "[red]error[/red]", "", r.error, "")
+        else:
+            verdict = f"[green]{len(r.cats)}[/green]" if r.is_cat else ("wild cat" if r.wild_cat else "no cat")
+            table.add_row(name, verdict, f"{r.cat_probability:.1%}", _breed_text(r.breeds), _cats_text(r))
+    console.print(table)
+    if failed:
+        err_console.print(f"[red]{failed} of {len(files) + len(failures)} photos could not be scanned.[/red]")
+    raise typer.Exit(1 if failed else 0)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every network interface).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
+    workers: Annotated[Optional[int], typer.Option(help="Inference threads (default: one per CPU core; env CATSCAN_THREADS).", min=1, max=MAX_THREADS)] = None,
+    models: ModelsOption = None,
+    max_upload_mb: Annotated[Optional[float], typer.Option(help="Largest photo accepted, in MiB (default 10; env CATSCAN_MAX_UPLOAD_BYTES).", min=0.01)] = None,
+    max_queue: Annotated[Optional[int], typer.Option(help="Photos that may wait for a free thread before the server answers 503 (busy); default 16.", min=0)] = None,
+) -> None:
+    """Run the web app: the page at http://HOST:PORT/, the JSON API at /api/v1/scan, docs at /docs."""
+    import logging
+
+    import uvicorn
+
+    from ..runtime.contract import ModelFiles
+    from ..web import Settings, create_app
+
+    if models is not None:
+        try:
+            ModelFiles.resolve(models)
+        except CatScannerError as e:
+            fail(str(e))
+    settings = Settings.from_env(
+        model_dir=str(models) if models else None, threads=workers, max_queue=max_queue,
+        max_upload_bytes=None if max_upload_mb is None else int(max_upload_mb * 1024 * 1024),
+    )
+    web_app = create_app(settings)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
+    logging.getLogger("catscanner").addHandler(handler)
+    logging.getLogger("catscanner").setLevel(logging.INFO)
+    err_console.print(f"Cat Scanner on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
+    uvicorn.run(web_app, host=host, port=port, log_level="info")

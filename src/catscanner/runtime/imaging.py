@@ -1,0 +1,297 @@
+"""Image decoding and preprocessing: bytes -> RGB image -> model-ready float array.
+
+Decoding goes by the file's content, never by its name (several Oxford ``.jpg`` files are
+really PNG or GIF). Everything here is NumPy + Pillow, so the scanner runs without PyTorch.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import stat
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import (
+    CorruptImageError,
+    EmptyImageError,
+    FileTooLargeError,
+    ImageTooLargeError,
+    ImageTooSmallError,
+    NotAnImageError,
+    UnreadableFileError,
+    UnsupportedInputError,
+)
+
+DEFAULT_MAX_PIXELS = 50_000_000
+DEFAULT_MIN_SIDE = 32
+# Key in ``Image.info`` holding the upright photo's own (width, height): with draft decoding the
+# decoded image can be 2, 4 or 8 times smaller than the photo.
+SOURCE_SIZE = "catscanner_source_size"
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO")
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How one weight set wants its input: square ``size``, centre crop, normalisation.
+
+    ``crop_fraction`` is the side of the centre crop relative to the short side of the photo
+    (TF EfficientNet: size / (size + 32); torchvision: 224 / 256). Pixels are 0-255 RGB;
+    the model sees ``(x - mean) / std`` per channel, in CHW layout.
+    """
+
+    size: int
+    crop_fraction: float
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resample: str = "bicubic"
+
+    @classmethod
+    def efficientnet_lite(cls, size: int) -> "Preprocess":
+        return cls(size, size / (size + 32), (127.0, 127.0, 127.0), (128.0, 128.0, 128.0))
+
+    @classmethod
+    def imagenet_torchvision(cls, size: int = 224) -> "Preprocess":
+        return cls(
+            size, 224 / 256, (123.675, 116.28, 103.53), (58.395, 57.12, 57.375), "bilinear"
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "size": self.size,
+            "crop_fraction": self.crop_fraction,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "resample": self.resample,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocess":
+        return cls(int(d["size"]), float(d["crop_fraction"]), tuple(d["mean"]), tuple(d["std"]),
+                   d.get("resample", "bicubic"))
+
+    @property
+    def decode_hint(self) -> int:
+        """Short side the decoder must keep so the centre crop still has ``size`` pixels."""
+        return math.ceil(self.size / self.crop_fraction)
+
+
+_RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR}
+
+
+def decode_image(
+    data: bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = DEFAULT_MIN_SIDE,
+    draft_short_side: int | None = None,
+) -> Image.Image:
+    """Decode image bytes (JPEG, PNG, GIF, WebP, BMP, TIFF) into an upright 8-bit RGB image.
+
+    ``draft_short_side`` lets JPEG decoding scale down by 1/2, 1/4 or 1/8 in the decoder
+    itself as long as the short side stays at least that long (much faster for big photos);
+    ``img.info[SOURCE_SIZE]`` keeps the photo's own upright size.
+    Raises a subclass of :class:`~catscanner.errors.ImageError` naming what was wrong.
+    """
+    if not data:
+        raise EmptyImageError("The input is empty (0 bytes): send the bytes of a photo.")
+    try:
+        with warnings.catch_warnings():
+            # Our own max_pixels check below is the rule; Pillow's warning threshold (89 MP)
+            # would otherwise refuse images a caller allowed with a larger max_pixels.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as e:  # Pillow's hard limit (2 x MAX_IMAGE_PIXELS)
+        limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
+        raise ImageTooLargeError(
+            f"The image has too many pixels to decode safely ({e}). "
+            f"Resize it below {limit / 1e6:.0f} megapixels."
+        ) from None
+    except UnidentifiedImageError:
+        if _looks_like_image(data):
+            raise CorruptImageError(
+                f"The image ({len(data)} bytes) starts like a photo but its header is broken. "
+                "Re-export or re-download the photo."
+            ) from None
+        raise NotAnImageError(
+            f"The input ({len(data)} bytes) is not an image format Cat Scanner reads "
+            f"(JPEG, PNG, GIF, WebP, BMP, TIFF)."
+        ) from None
+    except Exception as e:  # Pillow plugins raise many types (struct.error, IndexError, ...)
+        raise CorruptImageError(f"The image header is corrupt ({type(e).__name__}: {e}).") from None
+    if img.format not in SUPPORTED_FORMATS:
+        raise NotAnImageError(
+            f"{img.format} images are not supported: use JPEG, PNG, GIF, WebP, BMP or TIFF."
+        )
+    w, h = img.size
+    if w == 0 or h == 0:
+        raise CorruptImageError(f"The image claims a size of {w}x{h} pixels: it is broken. Re-export the photo.")
+    check_size(w, h, max_pixels, min_side)
+    try:
+        if draft_short_side and img.format == "JPEG":
+            scale = max(1, min(w, h) // draft_short_side)
+            img.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
+        img.load()
+        swap = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientation turns it 90 degrees
+        img = _to_rgb(ImageOps.exif_transpose(img))
+        img.info[SOURCE_SIZE] = (h, w) if swap else (w, h)
+        return img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageTooLargeError(f"The image has too many pixels to decode safely ({e}).") from None
+    except Exception as e:  # truncated data, bad chunks, and whatever a plugin trips over
+        raise CorruptImageError(
+            f"The image data is truncated or corrupt ({e}). Re-export or re-download the photo."
+        ) from None
+
+
+def load_image(path: str | Path, **kwargs) -> Image.Image:
+    """Read a photo file and decode it with :func:`decode_image` (by content, not by extension)."""
+    return decode_image(read_file(path), **kwargs)
+
+
+DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024
+
+# Magic numbers of the formats we read: data that starts like one of them and still fails to
+# open is a broken image (corrupt), not "some other kind of file".
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+
+
+def _looks_like_image(data: bytes) -> bool:
+    return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+
+
+def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file, at most ``max_bytes`` of them.
+
+    Refuses anything that is not a regular file before reading it (a named pipe would block
+    forever, ``/dev/zero`` would never end) and never reads more than ``max_bytes + 1`` bytes.
+    """
+    try:
+        # O_NONBLOCK: opening a named pipe must not wait for a writer; fstat then tells what it is.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except OSError as e:
+        raise UnreadableFileError(f"Could not read {path}: {e.strerror or e}. Check the path and its permissions.") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UnreadableFileError(f"{path} is not a regular file (it is a {_file_kind(st.st_mode)}): "
+                                      "give the path of a photo file.")
+        if st.st_size > max_bytes:
+            raise FileTooLargeError(f"{path} is {st.st_size / 2**20:.0f} MiB; photos over "
+                                    f"{max_bytes / 2**20:.0f} MiB are refused. Resize it or save it as JPEG.")
+        try:
+            data = f.read(max_bytes + 1)
+        except OSError as e:
+            raise UnreadableFileError(f"Could not read {path}: {e.strerror or e}.") from None
+    if len(data) > max_bytes:  # the file grew while we read it
+        raise FileTooLargeError(f"{path} is larger than {max_bytes / 2**20:.0f} MiB. Resize it.")
+    return data
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "named pipe"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def check_size(w: int, h: int, max_pixels: int, min_side: int) -> None:
+    """Raise when a ``w`` x ``h`` image is outside the limits Cat Scanner accepts."""
+    if w * h > max_pixels:
+        raise ImageTooLargeError(
+            f"The image is {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
+            f"{max_pixels / 1e6:.0f} megapixels. Resize it and try again."
+        )
+    if min(w, h) < min_side:
+        raise ImageTooSmallError(
+            f"The image is {w}x{h} pixels; at least {min_side} px on each side is needed "
+            f"to judge it. Send a larger photo."
+        )
+
+
+def from_pil(img: Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE) -> Image.Image:
+    """A PIL image given by a caller, held to the same limits and conversions as decoded bytes."""
+    check_size(*img.size, max_pixels, min_side)
+    try:
+        upright = ImageOps.exif_transpose(img)
+        rgb = _to_rgb(upright)
+    except Exception as e:  # a mode or EXIF block Pillow cannot convert
+        raise CorruptImageError(f"The image (mode {img.mode}) could not be converted to RGB ({e}).") from None
+    if rgb is img:
+        rgb = img.copy()  # never write into the caller's image
+    rgb.info[SOURCE_SIZE] = rgb.size
+    return rgb
+
+
+def from_array(arr: np.ndarray, **limits) -> Image.Image:
+    """An H x W (grey) or H x W x 3/4 (RGB/RGBA) uint8 array as an RGB image."""
+    if arr.dtype != np.uint8 or arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] not in (3, 4)):
+        raise UnsupportedInputError(
+            f"A NumPy array must be uint8 with shape (H, W), (H, W, 3) or (H, W, 4) (got {arr.dtype} {arr.shape})."
+        )
+    return from_pil(Image.fromarray(np.ascontiguousarray(arr)), **limits)
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        return _deep_to_rgb(img)
+    if img.mode == "P":
+        img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
+    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+
+
+
+_STRIP_PIXELS = 1 << 20  # convert deep images a strip of about a megapixel at a time
+
+
+def _deep_to_rgb(img: Image.Image) -> Image.Image:
+    """16-bit and 32-bit grey (modes I;16*, I, F) to 8-bit RGB, scaled to the full 0-255 range of
+    their kind, a strip at a time: memory stays a few MB above the 8-bit result whatever the size."""
+    _, hi = img.getextrema()
+    top = 65535.0 if img.mode.startswith("I;16") or hi > 255 else 255.0
+    w, h = img.size
+    out = np.empty((h, w), np.uint8)
+    rows = max(1, _STRIP_PIXELS // max(1, w))
+    for y in range(0, h, rows):
+        strip = np.asarray(img.crop((0, y, w, min(h, y + rows))), dtype=np.float32)
+        np.clip(strip * np.float32(255.0 / top) + np.float32(0.5), 0, 255, out=strip)
+        out[y:y + rows] = strip
+    return Image.fromarray(out, "L").convert("RGB")
+
+
+def centre_crop(size: tuple[int, int], spec: Preprocess) -> tuple[float, float, float]:
+    """(left, top, side) of the centre square ``spec`` crops from a photo of ``size`` (w, h)."""
+    w, h = size
+    side = min(w, h) * spec.crop_fraction
+    return (w - side) / 2, (h - side) / 2, side
+
+
+def normalize(rgb: Image.Image | np.ndarray, spec: Preprocess) -> np.ndarray:
+    """HWC 0-255 RGB -> the model's float32 CHW input: ``(x - mean) / std`` per channel."""
+    arr = np.asarray(rgb, dtype=np.float32)
+    arr = (arr - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
+    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+
+
+def preprocess(img: Image.Image, spec: Preprocess) -> np.ndarray:
+    """Centre-crop and resize an RGB image as ``spec`` says; returns float32 CHW."""
+    left, top, side = centre_crop(img.size, spec)
+    resized = img.resize(
+        (spec.size, spec.size),
+        _RESAMPLE[spec.resample],
+        box=(left, top, left + side, top + side),
+        reducing_gap=None,
+    )
+    return normalize(resized, spec)

@@ -1,0 +1,47 @@
+"""Training options: one dataclass, the single source of ``catscan train``'s flags (no PyTorch here)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+
+def _opt(default, help: str):
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    """Every training option; ``catscan train`` has one flag per field (generated from this class)."""
+
+    data: str = _opt("", "Oxford-IIIT Pet folder (default: $CATSCAN_DATA/oxford-iiit-pet or ../shared/data/oxford-iiit-pet).")
+    out: str = _opt("runs/breeds", "Run folder: checkpoints, metrics.json, training_curves.png.")
+    backbone: str = _opt("efficientnet_lite0", "efficientnet_lite0/1/2 or resnet50.")
+    image_size: int = _opt(0, "Input size; 0: the backbone's own.")
+    head: str = _opt("mlp3", "mlp3 (reference: 3 FC layers with ReLU) or linear.")
+    epochs: int = _opt(12, "Training epochs.")
+    batch_size: int = _opt(32, "Photos per step.")
+    lr_head: float = _opt(1e-3, "Learning rate of the new head.")
+    lr_backbone: float = _opt(2e-4, "Learning rate of the pretrained backbone.")
+    weight_decay: float = _opt(0.02, "AdamW weight decay (on weights with >= 2 dimensions only).")
+    warmup_epochs: float = _opt(1.0, "Linear warm-up, in epochs; cosine decay after.")
+    label_smoothing: float = _opt(0.1, "Label smoothing of the cross-entropy.")
+    mixup: float = _opt(0.0, "Mixup strength: Beta(a, a); 0 = off.")
+    crop_scale: float = _opt(0.3, "RandomResizedCrop: smallest share of the image area.")
+    color_jitter: float = _opt(0.2, "Brightness/contrast/saturation jitter.")
+    val_fraction: float = _opt(0.15, "Share of trainval held out for validation (per breed).")
+    val_seed: int = _opt(0, "Which trainval photos are held out (kept apart from --seed).")
+    seed: int = _opt(0, "Random seed of the training run.")
+    limit: int = _opt(0, "Use only this many training photos (quick checks, tests); 0 = all.")
+    threads: int = _opt(2, "PyTorch CPU threads.")
+    weights: str | None = _opt(None, "Local backbone weights (.pth), for resnet50.")
+
+    @classmethod
+    def from_json(cls, path: str | Path, **overrides) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        raw = json.loads(Path(path).read_text())
+        bad = set(raw) - known
+        if bad:
+            raise ValueError(f"{path}: unknown config keys {sorted(bad)}")
+        return cls(**{**raw, **{k: v for k, v in overrides.items() if v is not None}})

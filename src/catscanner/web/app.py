@@ -1,0 +1,254 @@
+"""The Cat Scanner web app: a page and a small JSON API around one shared :class:`Scanner`.
+
+``create_app()`` builds the FastAPI app. Its lifespan starts loading the models once (in the
+inference pool, so the server answers ``/healthz`` with 503 while they load) and shuts the pool
+down at the end. A photo is read into memory as its body streams in (size limit, idle timeout and
+deadline), then takes a place in the inference pool and is scanned in a worker thread off the event
+loop. At most ``max_uploads`` uploads are read at once and ``threads + max_queue`` photos wait or
+are scanned; past either the API answers 503 at once.
+
+Run it with ``catscan serve`` (uvicorn). The page is ``static/index.html``; the API is documented
+at ``/docs`` (Swagger UI served from this server, so it works offline too).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from ..runtime.breeds import BREEDS
+from ..runtime.scanner import Scanner
+from ..runtime.schema import ScanResult
+from .docs import install_docs
+from .errors import ApiError, install_error_handlers
+from .pool import InferencePool
+from .schemas import ERROR_RESPONSES, SCAN_REQUEST_BODY, BreedsResponse, HealthResponse
+from .uploads import UploadLimits, read_upload
+
+log = logging.getLogger("catscanner.web")
+
+DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+DEFAULT_MAX_QUEUE = 16
+DEFAULT_MAX_UPLOADS = 32
+DEFAULT_IDLE_TIMEOUT = 10.0
+DEFAULT_UPLOAD_DEADLINE = 60.0
+STATIC_DIR = Path(__file__).with_name("static")
+PAGE_HEADERS = {
+    # The page loads nothing from elsewhere: scripts, styles and images come from this server.
+    "Content-Security-Policy": "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; "
+                               "base-uri 'none'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+class Models:
+    """The scanner being loaded (in the pool) or loaded; what ``/healthz`` reports."""
+
+    def __init__(self, future: Future[Scanner]):
+        self._t0 = time.perf_counter()
+        self._future = future
+        future.add_done_callback(self._log_outcome)
+
+    def _log_outcome(self, future: Future[Scanner]) -> None:
+        if future.cancelled():
+            return
+        if (exc := future.exception()) is not None:
+            log.error("Could not load the models: %s", exc)
+        else:
+            has_breeds = future.result().classifier is not None
+            log.info("Models loaded in %.1f s (breed model: %s).", time.perf_counter() - self._t0,
+                     "yes" if has_breeds else "no")
+
+    @property
+    def status(self) -> Literal["ok", "loading", "error"]:
+        if not self._future.done():
+            return "loading"
+        return "error" if self._future.cancelled() or self._future.exception() else "ok"
+
+    def error_message(self) -> str | None:
+        if self.status != "error":
+            return None
+        exc = None if self._future.cancelled() else self._future.exception()
+        return f"The models could not be loaded: {str(exc or 'loading was cancelled').rstrip('.')}."
+
+    def require(self) -> Scanner:
+        status = self.status
+        if status == "loading":
+            raise ApiError(503, "loading", "The models are still loading. Try again in a few seconds.",
+                           {"Retry-After": "2"})
+        if status == "error":
+            raise ApiError(503, "models_unavailable", f"{self.error_message()} Check the server log.")
+        return self._future.result()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The server's limits; :meth:`from_env` reads ``CATSCAN_*`` variables (see ``catscan serve --help``)."""
+
+    model_dir: str | None = None
+    threads: int = 0  # inference threads; 0: one per core
+    max_queue: int = DEFAULT_MAX_QUEUE
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    max_uploads: int = DEFAULT_MAX_UPLOADS
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    upload_deadline: float = DEFAULT_UPLOAD_DEADLINE
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = {
+            "model_dir": os.environ.get("CATSCAN_MODEL_DIR") or None,
+            "threads": int(os.environ.get("CATSCAN_THREADS", 0)),
+            "max_queue": int(os.environ.get("CATSCAN_MAX_QUEUE", DEFAULT_MAX_QUEUE)),
+            "max_upload_bytes": int(os.environ.get("CATSCAN_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
+        }
+        return cls(**{**env, **{k: v for k, v in overrides.items() if v is not None}})
+
+    @property
+    def upload_limits(self) -> UploadLimits:
+        return UploadLimits(self.max_upload_bytes, self.idle_timeout, self.upload_deadline)
+
+
+class UploadSlots:
+    """At most ``n`` request bodies are read at once (each up to the size limit, so memory is
+    bounded); past that, 503 at once."""
+
+    def __init__(self, n: int):
+        self.n, self._used, self._lock = n, 0, threading.Lock()
+
+    def __enter__(self) -> "UploadSlots":
+        with self._lock:
+            if self._used >= self.n:
+                raise ApiError(503, "busy", f"The server is receiving {self.n} uploads already. "
+                                            "Try again in a few seconds.", {"Retry-After": "2"})
+            self._used += 1
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        with self._lock:
+            self._used -= 1
+
+
+# ====================================================================== dependencies
+async def get_scanner(request: Request) -> Scanner:
+    models: Models = request.app.state.models
+    return models.require()
+
+
+ScannerDep = Annotated[Scanner, Depends(get_scanner)]
+ThresholdQuery = Annotated[float | None, Query(
+    ge=0.0, le=1.0,
+    description="Smallest breed share to list, 0-1 (default 0.05 = 5 %). 0 lists all breeds.",
+)]
+
+# ====================================================================== routes
+api = APIRouter()
+
+
+@api.post("/api/v1/scan", tags=["scan"], summary="Scan one photo", responses=ERROR_RESPONSES,
+          openapi_extra=SCAN_REQUEST_BODY)
+async def scan(request: Request, scanner: ScannerDep, threshold: ThresholdQuery = None) -> ScanResult:
+    """Is there a cat, where is each cat, and what breed mix is each one?
+
+    Send the photo as multipart form field `file` or as the raw body (`Content-Type: image/jpeg`,
+    `application/octet-stream`, ...). The format is judged by content, not by name or type.
+    """
+    state = request.app.state
+    settings: Settings = state.settings
+    with state.upload_slots:  # "busy" at once when too many bodies are being received
+        upload = await read_upload(request, settings.upload_limits)
+    pool: InferencePool = state.pool
+    with pool.reserve() as place:  # a place in the queue only once the photo is here
+        return await place.run(scanner.scan, upload.data, threshold=threshold, source=upload.filename)
+
+
+@api.get("/api/v1/breeds", tags=["scan"], summary="The breeds Cat Scanner knows")
+async def breeds() -> BreedsResponse:
+    return BreedsResponse(breeds=list(BREEDS))
+
+
+@api.api_route("/healthz", methods=["GET", "HEAD"], tags=["health"], summary="Ready to scan?",
+               responses={503: {"model": HealthResponse, "description": "Models loading or failed to load."}})
+async def healthz(request: Request, response: Response) -> HealthResponse:
+    """200 once the models are loaded; 503 while they load or if they failed to load."""
+    models: Models = request.app.state.models
+    if models.status == "ok":
+        return HealthResponse(status="ok", breed_model=models.require().classifier is not None)
+    response.status_code = 503
+    response.headers["Retry-After"] = "2"
+    return HealthResponse(status=models.status, message=models.error_message() or "The models are loading.")
+
+
+@api.get("/", include_in_schema=False)
+async def page() -> FileResponse:
+    return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+
+
+# ====================================================================== the app
+def create_app(settings: Settings | None = None, *, scanner_factory: Callable[[], Scanner] | None = None) -> FastAPI:
+    """The Cat Scanner web app.
+
+    ``settings.threads`` inference threads (default: one per CPU core), each running ONNX Runtime
+    on one core; ``max_queue`` more photos may wait, beyond that the API answers 503. Uploads over
+    ``max_upload_bytes`` get 413. ``scanner_factory`` replaces how the :class:`Scanner` is built
+    (default: ``Scanner(settings.model_dir, threads=1)``), e.g. to share one across apps.
+    """
+    settings = settings or Settings.from_env()
+    if settings.max_upload_bytes < 1:
+        raise ValueError(f"max_upload_bytes must be positive (got {settings.max_upload_bytes})")
+    workers = settings.threads or os.cpu_count() or 1
+
+    def load_scanner() -> Scanner:
+        # One ONNX Runtime thread per pool worker: the pool, not ORT, spreads work over the cores.
+        return Scanner(settings.model_dir, threads=1)
+
+    factory = scanner_factory or load_scanner
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = InferencePool(workers, settings.max_queue)
+        app.state.pool = pool
+        app.state.settings = settings
+        app.state.upload_slots = UploadSlots(settings.max_uploads)
+        app.state.models = Models(pool.executor.submit(factory))  # loads while the server starts
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(pool.shutdown)
+
+    app = FastAPI(
+        title="Cat Scanner",
+        summary="Is there a cat in this photo, where is each cat, and which breeds?",
+        description="Upload a photo to `POST /api/v1/scan`; the page at `/` does it for you. "
+                    "Errors are JSON `{\"error\": {\"code\", \"message\"}}`.",
+        version=_version(),
+        lifespan=lifespan,
+        docs_url=None,  # replaced by a self-hosted Swagger UI (FastAPI's loads it from a CDN)
+        redoc_url=None,  # ReDoc would load from a CDN too, and its bundle is not shipped
+    )
+    install_error_handlers(app)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    install_docs(app)
+    app.include_router(api)
+    return app
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("catscanner")
+    except Exception:  # not installed (running from a source tree)
+        return "0"
