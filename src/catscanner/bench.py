@@ -146,8 +146,8 @@ class _Reference:
         import torch
         from torch import nn
 
-        from .backbones import BACKBONES, BreedNet, ResNet50
-        from .imagenet import CAT_CLASSES
+        from .runtime.imagenet import CAT_CLASSES
+        from .training.backbones import BACKBONES, BreedNet, ResNet50
 
         torch.set_num_threads(threads)
         torch.manual_seed(0)
@@ -161,7 +161,7 @@ class _Reference:
         self.breeds_mode = breeds_mode
 
     def _decode(self, data: bytes):
-        from .imaging import decode_image, preprocess
+        from .runtime.imaging import decode_image, preprocess
 
         t0 = time.perf_counter()
         img = decode_image(data, draft_short_side=self.spec.decode_hint)
