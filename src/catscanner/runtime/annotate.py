@@ -1,4 +1,5 @@
-"""Draw a :class:`~catscanner.scanner.ScanResult` onto its photo: the cat box, verdict and breeds."""
+"""Draw a :class:`~catscanner.runtime.schema.ScanResult` onto its photo: every cat's box with its
+number and top breed, and a band with the verdict and each cat's breed mix."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .schema import ScanResult
 
-BOX_COLOUR = (255, 196, 0)
+BOX_COLOURS = ((255, 196, 0), (0, 200, 255), (255, 80, 160), (120, 230, 90), (200, 140, 255))
 TEXT_COLOUR = (255, 255, 255)
 BAND_COLOUR = (0, 0, 0)
 
@@ -19,19 +20,43 @@ def _font(size: int) -> ImageFont.ImageFont:
 
 
 def annotate(img: Image.Image, result: ScanResult) -> Image.Image:
-    """A copy of ``img`` (the upright photo) with the result drawn on it."""
+    """A copy of ``img`` (the upright photo, the size ``result`` describes) with the result drawn on it.
+
+    Boxes are in pixels of the photo at ``result.width`` x ``result.height``; a smaller image
+    (e.g. decoded at reduced size) is drawn on with the boxes scaled to it.
+    """
     out = img.convert("RGB").copy()
     draw = ImageDraw.Draw(out)
+    sx = out.width / (result.width or out.width)
+    sy = out.height / (result.height or out.height)
     scale = max(out.size) / 500
     font = _font(max(12, round(16 * scale)))
-    if result.box:
-        b = result.box
-        draw.rectangle((b.left, b.top, b.right, b.bottom), outline=BOX_COLOUR, width=max(2, round(3 * scale)))
-    verdict = f"cat {result.cat_probability:.0%}" if result.is_cat else f"no cat ({result.cat_probability:.0%})"
-    lines = [verdict] + [f"{s.breed} {s.percent:.0f} %" for s in result.breeds]
     line_h = font.getbbox("Ag")[3] + round(4 * scale)
-    band_w = max(draw.textlength(t, font=font) for t in lines) + round(12 * scale)
-    draw.rectangle((0, 0, band_w, line_h * len(lines) + round(8 * scale)), fill=BAND_COLOUR)
-    for i, text in enumerate(lines):
-        draw.text((round(6 * scale), round(4 * scale) + i * line_h), text, fill=BOX_COLOUR if i == 0 else TEXT_COLOUR, font=font)
+    for i, cat in enumerate(result.cats):
+        colour = BOX_COLOURS[i % len(BOX_COLOURS)]
+        b = cat.box
+        rect = (b.left * sx, b.top * sy, b.right * sx, b.bottom * sy)
+        draw.rectangle(rect, outline=colour, width=max(2, round(3 * scale)))
+        label = f"{i + 1}" + (f" {cat.breeds[0].breed}" if cat.breeds else "")
+        w = draw.textlength(label, font=font) + round(8 * scale)
+        y = max(0, rect[1] - line_h)
+        draw.rectangle((rect[0], y, rect[0] + w, y + line_h), fill=colour)
+        draw.text((rect[0] + round(4 * scale), y + round(2 * scale)), label, fill=BAND_COLOUR, font=font)
+
+    if result.is_cat:
+        verdict = f"{len(result.cats)} cat{'s' if len(result.cats) != 1 else ''} ({result.cat_probability:.0%})"
+    elif result.wild_cat:
+        verdict = f"wild cat: {result.wild_cat} (not a house cat)"
+    else:
+        verdict = f"no cat ({result.cat_probability:.0%})"
+    lines = [(verdict, BOX_COLOURS[0])]
+    for i, cat in enumerate(result.cats):
+        mix = ", ".join(f"{s.breed} {s.percent:.0f} %" for s in cat.breeds) or "breed unknown"
+        lines.append((f"{i + 1}: {mix}", BOX_COLOURS[i % len(BOX_COLOURS)]))
+    band_w = max(draw.textlength(t, font=font) for t, _ in lines) + round(12 * scale)
+    top = out.height - line_h * len(lines) - round(8 * scale)  # at the bottom, clear of the boxes' labels
+    draw.rectangle((0, top, band_w, out.height), fill=BAND_COLOUR)
+    for i, (text, colour) in enumerate(lines):
+        draw.text((round(6 * scale), top + round(4 * scale) + i * line_h), text,
+                  fill=colour if i == 0 else TEXT_COLOUR, font=font)
     return out

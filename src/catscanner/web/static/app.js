@@ -7,8 +7,8 @@
   const els = {
     dropzone: $("dropzone"), file: $("file"), camera: $("camera"), status: $("status"),
     error: $("error"), result: $("result"), frame: $("frame"), preview: $("preview"),
-    previewNote: $("preview-note"), box: $("box"), report: $("report"), verdict: $("verdict"),
-    confidence: $("confidence"), breeds: $("breeds"), breedsNote: $("breeds-note"),
+    previewNote: $("preview-note"), boxes: $("boxes"), report: $("report"), verdict: $("verdict"),
+    confidence: $("confidence"), wild: $("wild"), cats: $("cats"), breedsNote: $("breeds-note"),
   };
   let current = 0;          // id of the latest scan; answers to older ones are ignored
   let previewUrl = null;
@@ -32,7 +32,7 @@
     previewUrl = URL.createObjectURL(file);
     els.frame.hidden = false;
     els.previewNote.hidden = true;
-    els.box.hidden = true;
+    els.boxes.replaceChildren();
     els.report.hidden = true;
     els.preview.src = previewUrl;
     els.result.hidden = false;
@@ -45,18 +45,35 @@
     els.previewNote.hidden = false;
   });
 
-  function drawBox(result) {
-    const b = result.box;
-    if (!result.is_cat || !b || !result.width || !result.height) {
-      els.box.hidden = true;
-      return;
-    }
-    // Percentages of the photo, so the box follows the preview at any size.
-    els.box.style.left = `${(100 * b.left) / result.width}%`;
-    els.box.style.top = `${(100 * b.top) / result.height}%`;
-    els.box.style.width = `${(100 * (b.right - b.left)) / result.width}%`;
-    els.box.style.height = `${(100 * (b.bottom - b.top)) / result.height}%`;
-    els.box.hidden = false;
+  // Tapping a cat in the list (or its box) highlights both; tapping again clears it.
+  function highlight(index) {
+    const same = els.cats.querySelector(`.cat[data-index="${index}"].highlight`);
+    for (const el of document.querySelectorAll(".cat.highlight, .box.highlight")) el.classList.remove("highlight");
+    if (same) return;
+    for (const el of document.querySelectorAll(`[data-index="${index}"]`)) el.classList.add("highlight");
+  }
+
+  function drawBoxes(result) {
+    const boxes = result.cats.map((cat, i) => {
+      const b = cat.box;
+      const box = document.createElement("div");
+      box.className = "box";
+      box.dataset.testid = "box";
+      box.dataset.index = String(i);
+      // Percentages of the photo, so the boxes follow the preview at any size.
+      box.style.left = `${(100 * b.left) / result.width}%`;
+      box.style.top = `${(100 * b.top) / result.height}%`;
+      box.style.width = `${(100 * (b.right - b.left)) / result.width}%`;
+      box.style.height = `${(100 * (b.bottom - b.top)) / result.height}%`;
+      const label = document.createElement("span");
+      label.className = "box-label";
+      const top = cat.breeds.length ? `: ${cat.breeds[0].breed}` : "";
+      label.textContent = `${i + 1}${top}`;
+      box.append(label);
+      box.addEventListener("click", () => highlight(i));
+      return box;
+    });
+    els.boxes.replaceChildren(...boxes);
   }
 
   function breedItem(share) {
@@ -90,18 +107,46 @@
     return li;
   }
 
+  function catItem(cat, i, count) {
+    const li = document.createElement("li");
+    li.className = "cat";
+    li.dataset.testid = "cat";
+    li.dataset.index = String(i);
+    const head = document.createElement("button");
+    head.type = "button";
+    head.className = "cat-head";
+    head.textContent = count > 1 ? `Cat ${i + 1} (${percent(100 * cat.cat_probability)} sure)`
+                                 : `Breed mix (${percent(100 * cat.cat_probability)} sure it is a cat)`;
+    head.addEventListener("click", () => highlight(i));
+    const list = document.createElement("ol");
+    list.className = "breeds";
+    list.dataset.testid = "breeds";
+    list.replaceChildren(...cat.breeds.map(breedItem));  // already sorted, >= 5 %
+    li.append(head, list);
+    return li;
+  }
+
   function showResult(result) {
-    els.verdict.textContent = result.is_cat ? "Cat found" : "No cat found";
+    const n = result.cats.length;
+    const verdict = result.is_cat ? (n === 1 ? "Cat found" : `${n} cats found`)
+                  : result.wild_cat ? "A wild cat, not a house cat" : "No cat found";
+    els.verdict.textContent = verdict;
     els.verdict.className = `verdict ${result.is_cat ? "is-cat" : "no-cat"}`;
     els.verdict.dataset.isCat = String(result.is_cat);
-    els.confidence.textContent =
-      `Detector confidence that this is a cat: ${percent(100 * result.cat_probability)}`;
-    drawBox(result);
+    els.verdict.dataset.cats = String(n);
+    els.confidence.textContent = result.is_cat
+      ? `Confidence that there is a house cat: ${percent(100 * result.cat_probability)}`
+      : `Chance that a house cat was missed: ${percent(100 * result.cat_probability)}`;
+    els.wild.textContent = result.wild_cat
+      ? `This looks like a ${result.wild_cat}: a wild cat, so no house-cat breeds are given.` : "";
+    els.wild.hidden = !result.wild_cat;
+    drawBoxes(result);
 
-    els.breeds.replaceChildren(...result.breeds.map(breedItem));  // already sorted, >= 5 %
-    const note = result.breeds.length ? "" : (result.breeds_note || "No breed reached 5 %.");
+    els.cats.replaceChildren(...result.cats.map((cat, i) => catItem(cat, i, n)));
+    const note = result.is_cat && !result.breeds.length ? "No breed reached the threshold."
+               : (result.breeds_note || "");
     els.breedsNote.textContent = note;
-    els.breedsNote.hidden = !note;
+    els.breedsNote.hidden = !note || Boolean(result.wild_cat);
     els.report.hidden = false;
   }
 
