@@ -1,8 +1,7 @@
 """``catscan scan`` end to end on real photos: JSON lines, verdicts, folders, bad files, exit codes,
-the table, and that progress never leaks into stdout.
+the table, ``--annotate``, and that progress never leaks into stdout.
 
-Breed checks hold whether or not ``breeds.onnx`` is installed yet: with it, a cat gets a sorted,
-thresholded breed mix; without it, breeds are empty and the note says why.
+The breed model ships with the package, so every cat gets a sorted, thresholded breed mix.
 """
 
 from __future__ import annotations
@@ -16,15 +15,14 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from catscanner.runtime.breeds import BREEDS
 from catscanner.cli import app
 from catscanner.cli.scan import display_names
-from catscanner.runtime.scanner import BREEDS_FILE, default_model_dir
+from catscanner.runtime.breeds import BREEDS
 
-HAS_BREED_MODEL = (default_model_dir() / BREEDS_FILE).exists()
 REQUIRED_KEYS = {"path", "is_cat", "cat_probability", "breeds", "error"}
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -69,11 +67,9 @@ def check_breeds(rec: dict, threshold: float = 5.0) -> None:
     assert sum(percents) <= 100 + 0.05 * len(percents)  # each share rounded to 0.1
     if not rec["is_cat"]:
         assert breeds == [], "no cat, no breeds"
-    elif HAS_BREED_MODEL:
-        assert breeds, "a cat with the breed model installed must get a breed mix"
-        assert rec.get("breeds_note") is None
     else:
-        assert breeds == [] and "breed model" in rec["breeds_note"]
+        assert breeds, "a cat must get a breed mix (the breed model ships with the package)"
+        assert rec["breeds_note"] is None
 
 
 @pytest.fixture(scope="module")
@@ -111,10 +107,13 @@ def test_json_lines_for_a_cat_and_a_dog(cat_photo: Path, dog_photo: Path):
         assert rec["error"] is None
     cat, dog = records
     assert cat["is_cat"] is True and cat["cat_probability"] >= 0.5
-    assert dog["is_cat"] is False and dog["cat_probability"] < 0.5
+    assert cat["breeds"][0]["breed"] == "Bengal"
+    assert (cat["width"], cat["height"]) == (500, 375)
     box = cat["box"]
     assert 0 <= box["left"] < box["right"] <= cat["width"] and 0 <= box["top"] < box["bottom"] <= cat["height"]
-    assert dog["box"] is None
+    assert [c["box"] for c in cat["cats"]][:1] == [box]
+    assert dog["is_cat"] is False and dog["cat_probability"] < 0.5
+    assert dog["box"] is None and dog["cats"] == []
 
 
 def test_threshold_zero_lists_every_breed(cat_photo: Path):
@@ -123,9 +122,9 @@ def test_threshold_zero_lists_every_breed(cat_photo: Path):
     (rec,) = json_records(result.stdout)
     assert rec["is_cat"] is True
     check_breeds(rec, threshold=0.0)
-    if HAS_BREED_MODEL:
-        assert len(rec["breeds"]) == len(BREEDS)
-        assert sum(b["percent"] for b in rec["breeds"]) == pytest.approx(100, abs=0.7)
+    assert sorted(b["breed"] for b in rec["breeds"]) == sorted(BREEDS)
+    assert sum(b["percent"] for b in rec["breeds"]) == pytest.approx(100, abs=0.7)
+    assert rec["breeds"][0]["breed"] == "Bengal"
 
 
 def test_folder_is_scanned_recursively(photo_tree: dict[str, Path]):
@@ -187,7 +186,7 @@ def table_rows(stdout: str) -> list[list[str]]:
         if not line.startswith("│"):
             continue
         cells = [c.strip() for c in line.split("│")[1:-1]]
-        if cells[1]:  # the "cat?" cell is only empty on a wrapped continuation line
+        if cells[1]:  # the "cats" cell is only empty on a wrapped continuation line
             rows.append(cells)
         else:  # photo names are folded mid-word; other cells are wrapped at spaces
             rows[-1] = [rows[-1][0] + cells[0]] + [f"{a} {b}".strip() for a, b in zip(rows[-1][1:], cells[1:])]
@@ -211,8 +210,9 @@ def test_table_names_each_photo_readably(photo_tree: dict[str, Path]):
     assert names == ["Bengal_10.jpg", "cats/Persian_1.jpg", "cats/broken.jpg",
                      "cats/deeper/Abyssinian_34.jpg", "cats/deeper/Egyptian_Mau_14.jpg",
                      "wheaten_terrier_140.jpg"]
-    verdicts = {r[0]: r[1] for r in rows}
-    assert verdicts["Bengal_10.jpg"] == "cat" and verdicts["wheaten_terrier_140.jpg"] == "no cat"
+    verdicts = {r[0]: r[1] for r in rows}  # the number of cats found, "no cat" or "error"
+    assert verdicts["Bengal_10.jpg"] == "1" and verdicts["wheaten_terrier_140.jpg"] == "no cat"
+    assert verdicts["cats/Persian_1.jpg"] == "1"
     assert verdicts["cats/broken.jpg"] == "error"
     assert "1 of 6 photos could not be scanned" in result.stderr
 
@@ -221,7 +221,13 @@ def test_table_for_one_photo_shows_its_file_name(cat_photo: Path):
     result = scan(cat_photo, columns=80)
     assert result.exit_code == 0, result.output
     (row,) = table_rows(result.stdout)
-    assert row[0] == cat_photo.name and row[1] == "cat"
+    name, cats, _, mix, each_cat = row
+    assert name == cat_photo.name and cats == "1"
+    assert mix.startswith("Bengal ")
+    m = re.fullmatch(r"1\. Bengal \d+ % at (\d+),(\d+),(\d+),(\d+)", each_cat)
+    assert m, each_cat
+    left, top, right, bottom = map(int, m.groups())
+    assert 0 <= left < right <= 500 and 0 <= top < bottom <= 375  # inside the 500x375 photo
     assert result.stderr == ""
 
 
@@ -304,6 +310,67 @@ def test_annotate_saves_each_photo_with_its_result_drawn(tmp_path: Path, cat_pho
         assert drawn.size == original.size
         # the cat's box is drawn in the box colour (the photo itself has almost none of it)
         def box_coloured(img) -> int:
-            return sum(abs(r - 255) < 30 and abs(g - 196) < 30 and b < 40 for r, g, b in img.convert("RGB").getdata())
+            rgb = np.asarray(img.convert("RGB"), dtype=np.int16)
+            r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+            return int(((np.abs(r - 255) < 30) & (np.abs(g - 196) < 30) & (b < 40)).sum())
 
         assert box_coloured(drawn) > box_coloured(original) + 500
+
+
+# --------------------------------------------------------------------------- hostile or careless use (issue 10)
+
+
+@pytest.mark.parametrize("problem", ["missing", "locked"])
+def test_an_unreadable_photo_fails_alone(tmp_path: Path, cat_photo: Path, problem: str):
+    """One photo that cannot be read is reported (exit 1); the others are still scanned."""
+    bad = tmp_path / f"{problem}.jpg"
+    if problem == "locked":
+        if os.geteuid() == 0:
+            pytest.skip("root reads a mode-000 file anyway (the 'missing' case runs everywhere)")
+        shutil.copyfile(cat_photo, bad)
+        bad.chmod(0)
+    result = scan("--json", cat_photo, bad)
+    assert result.exit_code == 1, result.output
+    records = {r["path"]: r for r in json_records(result.stdout)}
+    assert records[str(cat_photo)]["error"] is None and records[str(cat_photo)]["is_cat"] is True
+    assert records[str(bad)]["error_code"] == "io_error"
+    assert "Could not read" in records[str(bad)]["error"]
+
+
+def test_annotate_keeps_photos_that_share_a_name_apart(tmp_path: Path, cat_photo: Path, oxford_images: Path):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    shutil.copyfile(cat_photo, photos / "pet.jpg")  # 500x375
+    with Image.open(oxford_images / "Persian_1.jpg") as other:
+        other.convert("RGB").save(photos / "pet.png")
+        other_size = other.size
+    assert other_size != (500, 375)
+    out = tmp_path / "drawn"
+    r = scan(photos, "--annotate", out)
+    assert r.exit_code == 0, r.output
+    saved = sorted(out.iterdir())
+    assert len(saved) == 2, saved  # one drawing per photo: the second did not overwrite the first
+    sizes = set()
+    for path in saved:
+        with Image.open(path) as img:
+            sizes.add(img.size)
+    assert sizes == {(500, 375), other_size}
+
+
+def test_annotate_into_an_unwritable_place_is_a_usage_error(tmp_path: Path, cat_photo: Path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("a regular file, so nothing can be created under it")
+    r = scan(cat_photo, "--annotate", blocker / "drawn")
+    assert r.exit_code == 2, r.output
+    assert "could not create" in r.stderr and str(blocker / "drawn") in r.stderr.replace("\n", "")
+    assert "Traceback" not in r.output and r.stdout == ""
+
+
+def test_absurd_thread_count_is_a_usage_error(cat_photo: Path):
+    result = runner.invoke(app, ["scan", "--threads", "100000", str(cat_photo)], env={"COLUMNS": "80"})
+    assert result.exit_code == 2, result.output
+    message = ANSI.sub("", result.stderr)
+    assert "Invalid value for '--threads'" in message and "256" in message, message
+    assert result.stdout == ""
