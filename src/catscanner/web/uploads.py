@@ -4,6 +4,7 @@ memory under a size limit, an idle timeout and a deadline; never written to disk
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import aclosing
@@ -106,12 +107,13 @@ class _MultipartImage:
         self._header_name = self._header_value = b""
 
     def on_headers_finished(self) -> None:
-        _, options = parse_options_header(self._disposition.decode("latin-1"))
+        disposition = self._disposition.decode("latin-1")
+        _, options = parse_options_header(disposition)
         name = options.get(b"name", b"").decode("utf-8", "replace")
         self._reading = name == self.field and self.data is None  # the first `file` part only
         if self._reading:
             self.data = bytearray()
-            self.filename = _filename(options)
+            self.filename = _filename(options, disposition)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._reading:
@@ -125,11 +127,17 @@ class _MultipartImage:
             self._reading, self.complete = False, True
 
 
-def _filename(options: dict[bytes, bytes]) -> str | None:
+# python-multipart's parse_options_header drops RFC 5987 parameters (``key*=``), so the extended
+# file name is read from the raw Content-Disposition value.
+_EXTENDED_FILENAME = re.compile(r";\s*filename\*\s*=\s*([^;]*)", re.IGNORECASE)
+
+
+def _filename(options: dict[bytes, bytes], disposition: str = "") -> str | None:
     """The part's file name: RFC 5987 ``filename*=UTF-8''...`` when given, else ``filename``."""
-    extended = options.get(b"filename*")
+    match = _EXTENDED_FILENAME.search(disposition)
+    extended = match.group(1).strip().strip('"') if match else ""
     if extended:
-        charset, _, rest = extended.decode("latin-1").partition("'")
+        charset, _, rest = extended.partition("'")
         _, _, quoted = rest.partition("'")
         try:
             name = unquote(quoted, encoding=charset or "utf-8", errors="replace")
