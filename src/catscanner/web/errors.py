@@ -56,7 +56,8 @@ def status_for(exc: CatScannerError) -> int:
 
 
 def _megabytes(n: int) -> str:
-    """10485760 -> '10 MiB', 10485761 -> '10.000001 MiB', 30000000 -> '28.6 MiB', 65536 -> '64 KiB'.
+    """10485760 -> '10 MiB', 10485761 -> '10.000001 MiB', 30000000 -> '28.6 MiB', 65536 -> '64 KiB',
+    65537 -> '65537 bytes'.
 
     Exact enough that a size just over a limit never prints as the limit itself."""
     if n >= 1024 * 1024:
@@ -65,7 +66,7 @@ def _megabytes(n: int) -> str:
         if float(text) * 1024 * 1024 != n:  # rounding would hide the difference from the limit
             text = f"{mib:.6f}".rstrip("0")
         return text.removesuffix(".0") + " MiB"
-    return f"{n / 1024:.0f} KiB"
+    return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} bytes"
 
 
 def too_large(limit: int, size: int | None = None) -> ApiError:
