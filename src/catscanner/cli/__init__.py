@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from . import develop, scan
+from . import batch, develop, scan
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Cat Scanner: is there a cat in the photo, where, and which breeds?")
@@ -18,6 +18,7 @@ def _root() -> None:
 
 app.command()(scan.scan)
 app.command()(scan.serve)
+app.command()(batch.batch)
 app.command("train")(develop.train_command())
 app.command("export-breeds")(develop.export_breeds)
 app.command("fit-detector")(develop.fit_detector)

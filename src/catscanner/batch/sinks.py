@@ -1,0 +1,185 @@
+"""Where rows go: append-only, so a crash loses at most the rows not yet flushed.
+
+- ``OUT.parquet`` is a **folder** of Parquet part files (what Spark, DuckDB, pandas, Polars and
+  ``ray.data.read_parquet`` read as one table). Each flush writes one new part file: locally to a
+  hidden temporary name that is renamed when complete; on object storage (S3, GCS) an object only
+  appears once its upload is complete. A killed run therefore leaves only whole part files (and
+  maybe a hidden temporary one, which readers skip and ``--resume`` deletes). Nothing already
+  written is ever rewritten.
+- ``OUT.jsonl`` is one local file, one JSON object per line, appended and fsynced per flush. A
+  killed run can leave a half-written last line; ``--resume`` cuts it off before appending.
+  (Object stores cannot append to a file: write Parquet there.)
+
+``done_keys()`` reads the (path, size, mtime_ns) of every row already written, for ``--resume``.
+One run at a time per OUT.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterable
+
+from .rows import KEY_COLUMNS, rows_to_table
+from .sources import is_uri, pyarrow_fs, resolve_uri
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+_INFLIGHT = ".inflight-"
+
+
+class OutputError(Exception):
+    """OUT cannot be used as asked (exists without --resume, wrong suffix, not writable, ...)."""
+
+
+def pyarrow_parquet():
+    try:
+        import pyarrow.dataset
+        import pyarrow.parquet
+    except ImportError:
+        raise OutputError('writing Parquet needs pyarrow: pip install "catscanner[batch]" '
+                          "(or write JSONL: --output results.jsonl)") from None
+    return pyarrow.parquet, pyarrow.dataset
+
+
+def open_sink(output: str, *, resume: bool) -> "ParquetSink | JsonlSink":
+    lower = output.rstrip("/").lower()
+    if lower.endswith(PARQUET_SUFFIXES):
+        return ParquetSink(output.rstrip("/"), resume=resume)
+    if lower.endswith(JSONL_SUFFIXES):
+        if is_uri(output) and not output.startswith("file://"):
+            raise OutputError(f"{output}: JSONL is appended to a local file; object stores cannot append. "
+                              "Write Parquet there (--output s3://bucket/results.parquet).")
+        return JsonlSink(output[len("file://"):] if output.startswith("file://") else output, resume=resume)
+    raise OutputError(f"{output}: the output must end in .parquet (a folder of Parquet files) or .jsonl.")
+
+
+class ParquetSink:
+    """A folder of part files ``part-<time>-<id>.parquet``, one per flush."""
+
+    format = "parquet"
+
+    def __init__(self, output: str, *, resume: bool):
+        self.pq, self.ds = pyarrow_parquet()
+        fs_mod = pyarrow_fs()
+        if is_uri(output):
+            self.fs, self.folder, _ = resolve_uri(output)
+            self.local = False
+        else:
+            self.fs, self.folder = fs_mod.LocalFileSystem(), os.path.abspath(output)
+            self.local = True
+        self.output = output
+        info = self.fs.get_file_info(self.folder)
+        self.existed = info.type != fs_mod.FileType.NotFound
+        if info.type == fs_mod.FileType.File:
+            raise OutputError(f"{output} is a file; Parquet output is a folder of part files. Choose another name.")
+        if self.existed and not resume:
+            if self._parts():
+                raise OutputError(f"{output} already holds results: pass --resume to continue it, or choose another name.")
+        try:
+            self.fs.create_dir(self.folder, recursive=True)
+        except OSError as e:
+            raise OutputError(f"could not create {output}: {e}") from None
+        if resume:  # what a killed run left half-written
+            for i in self._infos():
+                if os.path.basename(i.path).startswith(_INFLIGHT):
+                    self.fs.delete_file(i.path)
+
+    def _infos(self):
+        fs_mod = pyarrow_fs()
+        return [i for i in self.fs.get_file_info(fs_mod.FileSelector(self.folder, allow_not_found=True))
+                if i.type == fs_mod.FileType.File]
+
+    def _parts(self) -> list[str]:
+        return sorted(i.path for i in self._infos() if os.path.basename(i.path).startswith("part-")
+                      and i.path.endswith(".parquet"))
+
+    def read(self, columns: Iterable[str]) -> list[dict]:
+        parts = self._parts()
+        if not parts:
+            return []
+        table = self.ds.dataset(parts, filesystem=self.fs, format="parquet").to_table(columns=list(columns))
+        return table.to_pylist()
+
+    def done_keys(self) -> tuple[set[tuple], set[str]]:
+        """(keys of the rows written so far, the model versions they were scanned with)."""
+        rows = self.read([*KEY_COLUMNS, "model_version"])
+        return {tuple(r[c] for c in KEY_COLUMNS) for r in rows}, {r["model_version"] for r in rows}
+
+    def write(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        name = f"part-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:12]}.parquet"
+        final = f"{self.folder}/{name}"
+        table = rows_to_table(rows)
+        if self.local:
+            tmp = f"{self.folder}/{_INFLIGHT}{name}"
+            self.pq.write_table(table, tmp, filesystem=self.fs)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        else:  # an object appears only when its upload completes
+            self.pq.write_table(table, final, filesystem=self.fs)
+
+    def close(self) -> None:
+        pass
+
+
+class JsonlSink:
+    """One local JSONL file, appended per flush."""
+
+    format = "jsonl"
+
+    def __init__(self, output: str, *, resume: bool):
+        self.output = output
+        self.path = os.path.abspath(output)
+        self.existed = os.path.exists(self.path)
+        if os.path.isdir(self.path):
+            raise OutputError(f"{output} is a folder; JSONL output is one file. Choose another name.")
+        if self.existed and os.path.getsize(self.path) > 0 and not resume:
+            raise OutputError(f"{output} already holds results: pass --resume to continue it, or choose another name.")
+        self._keys: set[tuple] = set()
+        self._versions: set[str] = set()
+        if self.existed:
+            self._read_and_repair()
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._file = open(self.path, "ab")
+        except OSError as e:
+            raise OutputError(f"could not write {output}: {e.strerror or e}. Choose a path you can write to.") from None
+
+    def _read_and_repair(self) -> None:
+        """Read the keys of an existing file; a half-written last line (from a killed run) is cut off."""
+        good_end = 0
+        size = os.path.getsize(self.path)
+        with open(self.path, "rb") as f:
+            for line in f:
+                try:
+                    if not line.endswith(b"\n"):
+                        raise ValueError("no end of line")
+                    row = json.loads(line)
+                except ValueError:
+                    if good_end + len(line) < size:
+                        raise OutputError(f"{self.output} has a broken line in the middle (byte {good_end}); "
+                                          "fix or move the file before resuming.") from None
+                    break  # the last line of a killed run
+                self._keys.add(tuple(row.get(c) for c in KEY_COLUMNS))
+                self._versions.add(row.get("model_version"))
+                good_end += len(line)
+        if good_end < size:
+            os.truncate(self.path, good_end)
+
+    def done_keys(self) -> tuple[set[tuple], set[str]]:
+        return self._keys, self._versions
+
+    def write(self, rows: list[dict]) -> None:
+        if not rows:
+            return
+        self._file.write("".join(json.dumps(r) + "\n" for r in rows).encode())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        self._file.close()
