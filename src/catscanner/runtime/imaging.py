@@ -176,11 +176,12 @@ def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> byte
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise UnreadableFileError(f"Could not read {path}: {e.strerror or e}. Check the path and its permissions.") from None
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):  # checked before fdopen, which raises IsADirectoryError for a folder
+        os.close(fd)
+        raise UnreadableFileError(f"{path} is not a regular file (it is a {_file_kind(st.st_mode)}): "
+                                  "give the path of a photo file.")
     with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise UnreadableFileError(f"{path} is not a regular file (it is a {_file_kind(st.st_mode)}): "
-                                      "give the path of a photo file.")
         if st.st_size > max_bytes:
             raise FileTooLargeError(f"{path} is {st.st_size / 2**20:.0f} MiB; photos over "
                                     f"{max_bytes / 2**20:.0f} MiB are refused. Resize it or save it as JPEG.")
@@ -245,7 +246,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
         return _deep_to_rgb(img)
     if img.mode == "P":
         img = img.convert("RGBA") if "transparency" in img.info else img.convert("RGB")
-    if img.mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+    if img.mode == "La":  # premultiplied alpha: Pillow converts it only to LA
+        img = img.convert("LA")
+    if img.mode in ("RGBA", "LA", "RGBa", "PA"):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
@@ -265,8 +268,9 @@ def _deep_to_rgb(img: Image.Image) -> Image.Image:
     out = np.empty((h, w), np.uint8)
     rows = max(1, _STRIP_PIXELS // max(1, w))
     for y in range(0, h, rows):
-        strip = np.asarray(img.crop((0, y, w, min(h, y + rows))), dtype=np.float32)
-        np.clip(strip * np.float32(255.0 / top) + np.float32(0.5), 0, 255, out=strip)
+        # a new array: for mode F, asarray is a read-only view of the crop, which clip may not write into
+        strip = np.asarray(img.crop((0, y, w, min(h, y + rows))), dtype=np.float32) * np.float32(255.0 / top)
+        np.clip(strip + np.float32(0.5), 0, 255, out=strip)
         out[y:y + rows] = strip
     return Image.fromarray(out, "L").convert("RGB")
 
