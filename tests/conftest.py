@@ -12,9 +12,10 @@ Data (real photos, never synthetic stand-ins):
 
 Models:
 
-- ``scanner``       one real :class:`catscanner.runtime.scanner.Scanner` with the shipped models, loaded
-                    once per test session. It runs ONNX Runtime on 1 thread to keep CPU use modest
-                    (results do not depend on the thread count). Do not mutate it.
+- ``scanner``       one real :class:`catscanner.runtime.scanner.Scanner` with the shipped models (both
+                    of them, or the test fails), loaded once per test session. It runs ONNX Runtime
+                    on 1 thread to keep CPU use modest (results do not depend on the thread count).
+                    Do not mutate it.
 
 The shared data folder is read-only (in CI too): write only to ``tmp_path`` / ``tmp_path_factory``.
 """
@@ -75,7 +76,13 @@ def dog_photo(oxford_images: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def scanner():
-    """The real scanner with the shipped models, loaded once per session (1 inference thread)."""
+    """The real scanner with the shipped models, loaded once per session (1 inference thread).
+
+    Both models ship with the package: a missing breed model fails the tests that use this
+    fixture (it never turns them into checks of the no-breed-model case)."""
     from catscanner.runtime.scanner import Scanner
 
-    return Scanner(threads=1)
+    s = Scanner(threads=1)
+    if s.classifier is None:
+        pytest.fail(f"The breed model is missing from {s.models.folder}: reinstall catscanner.", pytrace=False)
+    return s
