@@ -120,22 +120,29 @@ def api_scan(server: str, name: str, data: bytes, mime: str = "image/jpeg") -> h
 
 
 def expect_result_matches_api(page, api: dict) -> None:
+    """The page shows the API's answer: the verdict, each cat with its breed bars, one box per cat."""
     from playwright.sync_api import expect
 
-    expect(page.locator("#verdict")).to_have_text("Cat found" if api["is_cat"] else "No cat found",
-                                                  timeout=TIMEOUT_MS)
+    n = len(api["cats"])
+    verdict = ("Cat found" if n == 1 else f"{n} cats found") if api["is_cat"] else "No cat found"
+    expect(page.locator("#verdict")).to_have_text(verdict, timeout=TIMEOUT_MS)
     expect(page.locator("#confidence")).to_contain_text(f"{round(100 * api['cat_probability'])} %")
     expect(page.locator("#error")).to_be_hidden()
-    breeds = page.locator("#breeds [data-testid=breed]")
-    expect(breeds).to_have_count(len(api["breeds"]))
-    if api["breeds"]:
-        top = api["breeds"][0]
-        expect(breeds.first.locator(".breed-name")).to_have_text(top["breed"])
-        expect(breeds.first.locator(".breed-percent")).to_have_text(f"{round(top['percent'])} %")
-        for i, share in enumerate(api["breeds"]):  # each bar is filled to its share
-            bar = breeds.nth(i).locator(".breed-bar").bounding_box()
-            fill = breeds.nth(i).locator(".breed-fill").bounding_box()
+    expect(page.locator("#boxes [data-testid=box]")).to_have_count(n)
+    cats = page.locator("#cats [data-testid=cat]")
+    expect(cats).to_have_count(n)
+    for i, cat in enumerate(api["cats"]):
+        breeds = cats.nth(i).locator("[data-testid=breed]")
+        expect(breeds).to_have_count(len(cat["breeds"]))
+        if cat["breeds"]:
+            top = cat["breeds"][0]
+            expect(breeds.first.locator(".breed-name")).to_have_text(top["breed"])
+            expect(breeds.first.locator(".breed-percent")).to_have_text(f"{round(top['percent'])} %")
+        for j, share in enumerate(cat["breeds"]):  # each bar is filled to its share
+            bar = breeds.nth(j).locator(".breed-bar").bounding_box()
+            fill = breeds.nth(j).locator(".breed-fill").bounding_box()
             assert fill["width"] == pytest.approx(bar["width"] * share["percent"] / 100, abs=2), share
+    if api["breeds"]:
         expect(page.locator("#breeds-note")).to_be_hidden()
     else:
         expect(page.locator("#breeds-note")).to_have_text(api["breeds_note"])
@@ -150,17 +157,19 @@ def test_cat_photo_through_the_file_input(page: Page, server: str, oxford_images
     api = api_scan(server, photo.name, photo.read_bytes()).json()
     assert api["is_cat"] is True
 
+    assert len(api["cats"]) == 1 and api["breeds"][0]["breed"] == "Persian"
+
     pg = page.page
     pg.set_input_files("#file", str(photo))
     expect_result_matches_api(pg, api)
-    if api["breeds"]:
-        assert api["breeds"][0]["breed"] == "Persian"
 
     # The box sits where the API says the cat is, relative to the displayed photo.
-    expect(pg.locator("#box")).to_be_visible()
+    drawn = pg.locator("#boxes [data-testid=box]").first
+    expect(drawn).to_be_visible()
+    expect(drawn).to_contain_text("Persian")  # its label: the cat's number and top breed
     expect(pg.locator("#preview")).to_be_visible()
     pg.wait_for_function("document.getElementById('preview').complete")
-    img, box = pg.locator("#preview").bounding_box(), pg.locator("#box").bounding_box()
+    img, box = pg.locator("#preview").bounding_box(), drawn.bounding_box()
     scale = img["width"] / api["width"]
     b = api["box"]
     assert box["x"] - img["x"] == pytest.approx(b["left"] * scale, abs=3)
@@ -209,8 +218,8 @@ def test_drop_and_paste(page: Page, server: str, oxford_images: Path) -> None:
             }""",
             [event, name, base64.b64encode(data).decode()],
         )
-        expect_result_matches_api(pg, api)
-        expect(pg.locator("#box")).to_be_visible() if api["is_cat"] else expect(pg.locator("#box")).to_be_hidden()
+        assert api["is_cat"] is (name == CAT_PHOTO)
+        expect_result_matches_api(pg, api)  # includes one box per cat: none for the dog
 
 
 def test_phone_layout(browser, server: str, oxford_images: Path, artifact_dir: Path) -> None:
