@@ -124,7 +124,7 @@ def run_batch(sources: Sequence[str], output: str, options: BatchOptions, *, eng
         buffer: list[dict] = []
         last_flush = time.perf_counter()
         try:
-            for row in scan(todo, options):
+            for row in scan(todo, options) if todo else ():
                 buffer.append(row)
                 summary.add(row)
                 on_row(summary, row)

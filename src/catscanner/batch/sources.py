@@ -21,7 +21,6 @@ import re
 import stat
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from functools import lru_cache
 from urllib.parse import urlsplit
 
 from ..errors import FileTooLargeError, UnreadableFileError
@@ -170,21 +169,24 @@ def pyarrow_fs():
     return pyarrow.fs
 
 
-@lru_cache(maxsize=64)
-def _filesystem(scheme: str, netloc: str, example: str):
-    """(filesystem, prefix) for one bucket/host: a URI's path in the filesystem is ``uri[len(prefix):]``."""
-    fs, path = pyarrow_fs().FileSystem.from_uri(example)
-    stripped = example.rstrip("/")
-    path = path.rstrip("/")
-    if not stripped.endswith(path):
-        raise ValueError(f"cannot map {example} to a path in its filesystem")
-    return fs, stripped[: len(stripped) - len(path)]
+_FILESYSTEMS: dict[tuple[str, str], tuple[object, str]] = {}  # (scheme, bucket/host) -> (filesystem, prefix)
 
 
 def resolve_uri(uri: str):
-    """(pyarrow filesystem, path inside it, prefix that turns a path back into a URI)."""
+    """(pyarrow filesystem, path inside it, prefix that turns a path back into a URI: ``prefix + path``).
+
+    One filesystem per bucket or host, made on first use (S3 finds the bucket's region once)."""
     parts = urlsplit(uri)
-    fs, prefix = _filesystem(parts.scheme, parts.netloc, uri)
+    key = (parts.scheme, parts.netloc)
+    if key not in _FILESYSTEMS:
+        fs, path = pyarrow_fs().FileSystem.from_uri(uri)
+        stripped, path = uri.rstrip("/"), path.rstrip("/")
+        if not stripped.endswith(path):
+            raise ValueError(f"cannot map {uri} to a path in its filesystem")
+        _FILESYSTEMS[key] = (fs, stripped[: len(stripped) - len(path)])
+    fs, prefix = _FILESYSTEMS[key]
+    if not uri.startswith(prefix):
+        raise ValueError(f"cannot map {uri} to a path in its filesystem")
     return fs, uri[len(prefix):], prefix
 
 

@@ -1,0 +1,260 @@
+"""``catscan batch`` (issue 11): same answers as ``catscan scan --json`` with both engines,
+resumable after a SIGKILL, errors as rows, every kind of SOURCE.
+
+Real photos from the shared Oxford-IIIT Pet folder (read-only); everything written goes to tmp_path.
+The Ray test starts a local 2-CPU Ray instance with 2 actors once (about half a minute of the
+budget is Ray starting up).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from catscanner.cli import app
+
+N_PHOTOS = 200
+N_KILLED = 40  # photos of the killed-and-resumed runs
+SRC = Path(__file__).resolve().parents[1] / "src" / "catscanner"
+
+
+@pytest.fixture(scope="module")
+def photos(oxford_images: Path) -> list[Path]:
+    """200 real photos spread over all 37 breeds (the shared folder holds 175 per cat breed and 10
+    per dog breed, so about 180 cats and 20 dogs)."""
+    jpgs = sorted(oxford_images.glob("*.jpg"))
+    picked = jpgs[:: max(1, len(jpgs) // N_PHOTOS)][:N_PHOTOS]
+    assert len(picked) == N_PHOTOS
+    return picked
+
+
+@pytest.fixture(scope="module")
+def bad_photos(tmp_path_factory) -> list[Path]:
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "not_a_photo.jpg").write_text("this is not a photo\n")
+    (folder / "empty.jpg").write_bytes(b"")
+    return [folder / "not_a_photo.jpg", folder / "empty.jpg"]
+
+
+@pytest.fixture(scope="module")
+def list_file(photos, bad_photos, tmp_path_factory) -> Path:
+    """A list file naming the 200 photos and the 2 bad ones (with a comment and a blank line)."""
+    path = tmp_path_factory.mktemp("list") / "photos.txt"
+    path.write_text("# photos for the batch test\n\n" + "\n".join(str(p) for p in [*photos, *bad_photos]) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def baseline(photos, bad_photos) -> dict[str, dict]:
+    """``catscan scan --json`` on the same photos: the answers both engines must reproduce."""
+    result = CliRunner().invoke(app, ["scan", "--json", "--threads", "2", *map(str, [*photos, *bad_photos])])
+    assert result.exit_code == 1, result.output  # the two bad photos fail
+    lines = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == N_PHOTOS + 2
+    return {os.path.abspath(d["path"]): d for d in lines}
+
+
+def expected_row(scan: dict) -> dict:
+    """What a batch row must hold for a ``catscan scan --json`` answer (the fields not about timing)."""
+    breeds = scan["breeds"]
+    return {
+        "is_cat": scan["is_cat"], "cat_probability": scan["cat_probability"], "n_cats": len(scan["cats"]),
+        "top_breed": breeds[0]["breed"] if breeds else None, "top_breed_percent": breeds[0]["percent"] if breeds else None,
+        "breeds": breeds, "cats": scan["cats"], "wild_cat": scan["wild_cat"], "width": scan["width"],
+        "height": scan["height"], "error": scan["error"], "error_code": scan["error_code"],
+    }
+
+
+def read_rows(out: Path) -> list[dict]:
+    if out.suffix == ".jsonl":
+        return [json.loads(line) for line in out.read_text().splitlines()]
+    import pyarrow.dataset as ds
+
+    return ds.dataset(out, format="parquet").to_table().to_pylist()
+
+
+def check_same_as_scan(rows: list[dict], baseline: dict[str, dict]) -> None:
+    assert sorted(r["path"] for r in rows) == sorted(baseline), "every photo exactly once"
+    mismatched = [r["path"] for r in rows if {k: r[k] for k in _ROW_KEYS} != expected_row(baseline[r["path"]])]
+    assert not mismatched, f"{len(mismatched)} rows differ from catscan scan --json, e.g. {mismatched[:3]}"
+    assert len({r["model_version"] for r in rows}) == 1
+    for r in rows:
+        st = os.stat(r["path"])
+        assert (r["size"], r["mtime_ns"]) == (st.st_size, st.st_mtime_ns)
+    assert sum(r["is_cat"] for r in rows) > 150, "the sample holds cats"
+    assert sum(not r["is_cat"] and r["error"] is None for r in rows) >= 5, "and dogs"
+
+
+_ROW_KEYS = ("is_cat", "cat_probability", "n_cats", "top_breed", "top_breed_percent", "breeds", "cats", "wild_cat",
+             "width", "height", "error", "error_code")
+
+
+def test_local_engine_matches_scan_json(list_file, baseline, bad_photos, tmp_path):
+    out = tmp_path / "results.parquet"
+    result = CliRunner().invoke(app, ["batch", str(list_file), "--output", str(out), "--threads", "2",
+                                      "--flush-every", "64"])
+    assert result.exit_code == 1, result.output  # 1: some photos failed
+    rows = read_rows(out)
+    check_same_as_scan(rows, baseline)
+    assert len(list(out.glob("part-*.parquet"))) >= 4  # 202 rows flushed every 64 (or every minute)
+    bad = {r["path"]: r for r in rows if r["error"]}
+    assert set(bad) == {str(p) for p in bad_photos}
+    assert bad[str(bad_photos[0])]["error_code"] == "not_an_image"
+    assert bad[str(bad_photos[1])]["error_code"] == "empty"
+    assert "Scanned 202 photos" in result.output and "failed: 2" in result.output
+    assert "not_an_image 1" in result.output and "empty 1" in result.output
+
+
+def test_ray_engine_matches_scan_json(photos, bad_photos, baseline, tmp_path):
+    """Ray Data on a local 2-CPU instance, 2 actors; the sources given as arguments, output JSONL."""
+    out = tmp_path / "results.jsonl"
+    result = CliRunner().invoke(app, ["batch", *map(str, [*photos, *bad_photos]), "--output", str(out),
+                                      "--engine", "ray", "--actors", "2"])
+    assert result.exit_code == 1, result.output
+    assert "2 actors" in result.output
+    check_same_as_scan(read_rows(out), baseline)
+
+
+def _wait_for_rows(out: Path, n: int, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if out.suffix == ".jsonl":
+            done = out.exists() and out.read_bytes().count(b"\n") >= n
+        else:
+            done = len(list(out.glob("part-*.parquet"))) * 4 >= n if out.exists() else False
+        if done or proc.poll() is not None:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"no {n} rows in {out} after {timeout} s")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_killed_run_resumes_with_every_photo_once(photos, tmp_path, suffix):
+    """SIGKILL a ``catscan batch`` partway, then --resume: every photo is in OUT exactly once."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in photos[:N_KILLED]:
+        (folder / p.name).symlink_to(p)
+    out = tmp_path / f"results{suffix}"
+    cmd = [sys.executable, "-m", "catscanner", "batch", str(folder), "--output", str(out), "--threads", "1",
+           "--flush-every", "4"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for_rows(out, 8, proc)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    before = read_rows(out)
+    assert 8 <= len(before) < N_KILLED
+
+    result = CliRunner().invoke(app, ["batch", str(folder), "--output", str(out), "--resume", "--threads", "2"])
+    assert result.exit_code == 0, result.output
+    assert f"skipped {len(before)} photos already in" in result.output
+    rows = read_rows(out)
+    paths = [r["path"] for r in rows]
+    assert sorted(paths) == sorted(str(folder / p.name) for p in photos[:N_KILLED])  # each exactly once
+    assert {r["path"]: r for r in rows if r["path"] in {b["path"] for b in before}} == \
+        {b["path"]: b for b in before}, "rows written before the kill are kept as they were"
+
+    again = CliRunner().invoke(app, ["batch", str(folder), "--output", str(out), "--resume"])
+    assert again.exit_code == 0 and "Scanned 0 photos" in again.output
+    assert len(read_rows(out)) == N_KILLED
+
+
+def test_output_is_not_overwritten_and_models_are_not_mixed(cat_photo, tmp_path):
+    out = tmp_path / "results.jsonl"
+    out.write_text(json.dumps({"path": str(cat_photo), "size": 1, "mtime_ns": 1, "model_version": "0.0.1+000000000000"}) + "\n")
+    result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(out)])
+    assert result.exit_code == 2 and "--resume" in result.output
+    result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(out), "--resume"])
+    assert result.exit_code == 2 and "other models" in result.output
+    result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(tmp_path / "results.csv")])
+    assert result.exit_code == 2 and ".parquet" in result.output
+
+
+def test_glob_and_list_file_sources(oxford_images, tmp_path, monkeypatch):
+    from catscanner.batch.sources import expand_sources
+
+    pattern = str(oxford_images / "Bengal_1*.jpg")
+    expected = sorted(str(p) for p in oxford_images.glob("Bengal_1*.jpg"))
+    assert [p.path for p in expand_sources([pattern]).photos] == expected
+
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    for name in ("Persian_1.jpg", "Sphynx_1.jpg"):
+        (sub / name).symlink_to(oxford_images / name)
+    (tmp_path / "a" / "notes.md").write_text("not a photo suffix: folders skip it")
+    assert [Path(p.path).name for p in expand_sources([str(tmp_path / "a" / "**" / "*.jpg")]).photos] == \
+        ["Persian_1.jpg", "Sphynx_1.jpg"]
+    assert [Path(p.path).name for p in expand_sources([str(tmp_path / "a")]).photos] == ["Persian_1.jpg", "Sphynx_1.jpg"]
+
+    monkeypatch.chdir(tmp_path)
+    listing = tmp_path / "list.lst"
+    listing.write_text(f"# a comment\na/b/Persian_1.jpg\n\n{pattern}\nmissing.jpg\na/b/Persian_1.jpg\n")
+    found = expand_sources([str(listing)])
+    paths = [p.path for p in found.photos]
+    assert paths == [str(sub / "Persian_1.jpg"), *expected, str(tmp_path / "missing.jpg")]  # relative to cwd, once each
+    assert found.photos[-1].size is None  # missing: it becomes an io_error row when scanned
+    st = os.stat(expected[0])
+    assert found.photos[1].key == (expected[0], st.st_size, st.st_mtime_ns)
+
+    assert expand_sources([str(oxford_images / "no_such_*.jpg")]).warnings
+
+
+def test_photos_at_a_uri_are_read_through_pyarrow_fs(oxford_images, baseline, tmp_path):
+    """A bucket-like URI source (pyarrow's in-memory mock:// filesystem): prefix, glob, and reads."""
+    from catscanner.batch.options import BatchOptions
+    from catscanner.batch.rows import model_version
+    from catscanner.batch.run import run_batch
+    from catscanner.batch.sources import expand_sources, resolve_uri
+    from catscanner.runtime.contract import ModelFiles
+
+    names = sorted(Path(p).name for p in baseline if Path(p).parent == oxford_images)[:6]
+    fs, root, _ = resolve_uri("mock:///bucket/")
+    for i, name in enumerate(names):
+        fs.create_dir(f"{root}day{i % 2}")
+        with fs.open_output_stream(f"{root}day{i % 2}/{name}") as f:
+            f.write((oxford_images / name).read_bytes())
+    assert len(expand_sources(["mock:///bucket/"]).photos) == 6
+    globbed = expand_sources(["mock:///bucket/day1/*.jpg"]).photos
+    assert [p.path for p in globbed] == [f"mock:///bucket/day1/{n}" for n in names[1::2]]
+    assert all(p.size == (oxford_images / p.path.rsplit("/", 1)[1]).stat().st_size for p in globbed)
+
+    out = tmp_path / "uri.parquet"
+    options = BatchOptions(model_version=model_version(ModelFiles.resolve(None)), threads=2)
+    summary = run_batch(["mock:///bucket/**/*.jpg", "mock:///bucket/missing.jpg"], str(out), options)
+    assert summary.scanned == 7 and dict(summary.failures) == {"io_error": 1}
+    rows = read_rows(out)
+    for r in rows:
+        if r["error"]:
+            assert r["path"] == "mock:///bucket/missing.jpg" and r["error_code"] == "io_error"
+        else:
+            assert {k: r[k] for k in _ROW_KEYS} == expected_row(baseline[str(oxford_images / r["path"].rsplit("/", 1)[1])])
+
+
+def test_batch_keeps_the_layering_and_the_plain_install_light():
+    """batch imports only runtime (never cli/web/training); runtime never imports batch; importing
+    the CLI or running a local JSONL batch does not import pyarrow or Ray."""
+    for path in (SRC / "batch").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2 and node.module:
+                assert node.module.split(".")[0] in ("runtime", "errors") or node.module == "", (path, node.module)
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("catscanner."):
+                assert node.module.split(".")[1] in ("runtime", "errors"), (path, node.module)
+    for path in (SRC / "runtime").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                assert "batch" not in node.module.split("."), (path, node.module)
+    code = ("import sys; from catscanner.cli import app; from catscanner.batch import run, local, sinks, rows; "
+            "assert not {'pyarrow', 'ray'} & set(sys.modules), sorted({'pyarrow', 'ray'} & set(sys.modules))")
+    subprocess.run([sys.executable, "-c", code], check=True)
