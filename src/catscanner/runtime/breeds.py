@@ -6,7 +6,7 @@ import numpy as np
 
 from ..errors import ModelError
 from .contract import Output
-from .onnx_model import OnnxModel
+from .engine import Model
 from .schema import BreedShare
 
 # Fixed order: the alphabetical order of the Oxford-IIIT Pet cat breeds (its CLASS-ID order).
@@ -52,7 +52,7 @@ class BreedClassifier:
     """Runs the exported breed model (``breeds.onnx``) on a preprocessed batch; returns
     calibrated probabilities."""
 
-    def __init__(self, model: OnnxModel):
+    def __init__(self, model: Model):
         self.model = model
         self.preprocess = model.preprocess
         self.temperature = model.meta.temperature
