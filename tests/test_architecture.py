@@ -3,6 +3,7 @@
 * ``catscanner.runtime`` (what scanning needs) never imports ``training``, ``web``, ``cli`` or
   ``bench``, nor PyTorch, scikit-learn, SciPy or matplotlib;
 * ``training`` never imports ``web`` or ``cli``; ``web`` never imports ``training`` or ``cli``;
+  ``batch`` (scanning archives) uses ``runtime`` only, never ``training``, ``web`` or ``cli``;
 * ``errors`` and ``progress`` are leaves (they import nothing from the package);
 * every import of a ``catscanner`` module names a module that exists;
 * the modules' import graph has no cycle.
@@ -32,6 +33,7 @@ RULES: dict[str, tuple[str, ...]] = {
     "catscanner.runtime": ("catscanner.training", "catscanner.web", "catscanner.cli", "catscanner.bench", *HEAVY),
     "catscanner.training": ("catscanner.web", "catscanner.cli"),
     "catscanner.web": ("catscanner.training", "catscanner.cli", "catscanner.bench", *HEAVY),
+    "catscanner.batch": ("catscanner.training", "catscanner.web", "catscanner.cli", "catscanner.bench", *HEAVY),
     "catscanner.errors": ("catscanner",),  # leaves: nothing from the package
     "catscanner.progress": ("catscanner",),
 }
