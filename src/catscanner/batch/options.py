@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+
+class BatchError(Exception):
+    """The run cannot start as asked: no photos, OUT unusable, models differ from OUT's, a missing extra."""
+
 DEFAULT_FLUSH_EVERY = 1000  # photos per flush: the most a killed run can lose
 DEFAULT_FLUSH_SECONDS = 60.0  # ... or the photos of the last minute, whichever is fewer
 DEFAULT_CPUS_PER_ACTOR = 0.5  # Ray: see ray_engine.py for why not 1

@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
-from .options import BatchOptions
+from .options import BatchError, BatchOptions
 from .sources import Photo
 
 MAX_BLOCK_ROWS = 256  # photos per Ray block: one actor call; results return per block
@@ -37,7 +37,7 @@ def import_ray():
         import ray
         import ray.data
     except ImportError:
-        raise RuntimeError('--engine ray needs Ray: pip install "catscanner[ray]"') from None
+        raise BatchError('--engine ray needs Ray: pip install "catscanner[ray]"') from None
     return ray
 
 
@@ -94,7 +94,9 @@ def run_ray(photos: Sequence[Photo], options: BatchOptions, *, log=None) -> Iter
                 f"{options.cpus_per_actor} CPU reserved per actor")
         if not photos:
             return
-        block_rows = max(options.batch_size, min(MAX_BLOCK_ROWS, math.ceil(len(photos) / (4 * actors))))
+        # Small blocks (at least 16 per actor) keep every actor busy to the end and the progress
+        # smooth; at most MAX_BLOCK_ROWS so results keep flowing back on a large cluster.
+        block_rows = max(options.batch_size, min(MAX_BLOCK_ROWS, math.ceil(len(photos) / (16 * actors))))
         ds = ray.data.from_items([asdict(p) for p in photos],
                                  override_num_blocks=math.ceil(len(photos) / block_rows)).map_batches(
             ScanActor, fn_constructor_kwargs={"options": options, "threads": threads},

@@ -8,15 +8,11 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-from .options import DEFAULT_FLUSH_EVERY, DEFAULT_FLUSH_SECONDS, BatchOptions
-from .sinks import OutputError, open_sink
+from .options import DEFAULT_FLUSH_EVERY, DEFAULT_FLUSH_SECONDS, BatchError, BatchOptions
+from .sinks import open_sink
 from .sources import Photo, expand_sources
 
 ENGINES = ("local", "ray")
-
-
-class BatchError(Exception):
-    """The run cannot start (no photos, OUT unusable, models differ from OUT's, ...)."""
 
 
 @dataclass
@@ -98,10 +94,7 @@ def run_batch(sources: Sequence[str], output: str, options: BatchOptions, *, eng
     interrupted (Ctrl-C); a killed process loses only the rows not yet flushed."""
     summary = Summary()
     scan = engine_for(engine, log)
-    try:
-        sink = open_sink(output, resume=resume)
-    except (OutputError, RuntimeError) as e:
-        raise BatchError(str(e)) from None
+    sink = open_sink(output, resume=resume)
     try:
         done, versions = sink.done_keys()
         other = versions - {options.model_version}
@@ -123,8 +116,9 @@ def run_batch(sources: Sequence[str], output: str, options: BatchOptions, *, eng
 
         buffer: list[dict] = []
         last_flush = time.perf_counter()
+        rows = scan(todo, options) if todo else iter(())
         try:
-            for row in scan(todo, options) if todo else ():
+            for row in rows:
                 buffer.append(row)
                 summary.add(row)
                 on_row(summary, row)
@@ -135,6 +129,7 @@ def run_batch(sources: Sequence[str], output: str, options: BatchOptions, *, eng
             summary.interrupted = True
         finally:  # also when the engine fails: keep what was scanned
             sink.write(buffer)
+            getattr(rows, "close", lambda: None)()  # stops the engine now (a local Ray instance too)
     finally:
         sink.close()
         summary.wall_s = time.perf_counter() - summary.started

@@ -22,6 +22,7 @@ import time
 import uuid
 from collections.abc import Iterable
 
+from .options import BatchError
 from .rows import KEY_COLUMNS, rows_to_table
 from .sources import is_uri, pyarrow_fs, resolve_uri
 
@@ -30,7 +31,7 @@ JSONL_SUFFIXES = (".jsonl", ".ndjson")
 _INFLIGHT = ".inflight-"
 
 
-class OutputError(Exception):
+class OutputError(BatchError):
     """OUT cannot be used as asked (exists without --resume, wrong suffix, not writable, ...)."""
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..errors import FileTooLargeError, UnreadableFileError
+from .options import BatchError
 
 # The suffixes ``catscan scan`` picks up when it walks a folder (cli/scan.py keeps the same set).
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
@@ -165,7 +166,7 @@ def pyarrow_fs():
     try:
         import pyarrow.fs
     except ImportError:
-        raise RuntimeError('reading or writing a URI (s3://, gs://, ...) needs pyarrow: pip install "catscanner[batch]"') from None
+        raise BatchError('reading or writing a URI (s3://, gs://, ...) needs pyarrow: pip install "catscanner[batch]"') from None
     return pyarrow.fs
 
 

@@ -61,9 +61,9 @@ def batch(
     Exit code 0 when every photo was scanned, 1 when any photo failed, 2 for usage errors,
     130 when interrupted (rerun with --resume).
     """
-    from ..batch.options import BatchOptions
+    from ..batch.options import BatchError, BatchOptions
     from ..batch.rows import model_version
-    from ..batch.run import BatchError, run_batch
+    from ..batch.run import run_batch
     from ..runtime.contract import ModelFiles
 
     if engine is EngineName.local and (actors or ray_address):
@@ -79,9 +79,17 @@ def batch(
         summary = run_batch(sources, output, options, engine=engine.value, resume=resume, flush_every=flush_every,
                             log=lambda m: err_console.print(m, highlight=False, markup=False),
                             on_start=progress.start, on_row=progress.update)
-    except (BatchError, RuntimeError) as e:
+    except BatchError as e:
         progress.stop()
-        fail(str(e), 2 if isinstance(e, BatchError) else 1)
+        fail(str(e))
+    except (Exception, KeyboardInterrupt) as e:  # the engine failed (e.g. a Ray node was lost)
+        progress.stop()
+        interrupted = isinstance(e, KeyboardInterrupt)
+        err_console.print(f"[red]error:[/red] the run stopped: {'interrupted' if interrupted else f'{type(e).__name__}: {e}'}",
+                          highlight=False)
+        err_console.print(f"The photos scanned until then are in {output}: rerun the same command with --resume "
+                          "to scan the rest.", highlight=False, markup=False)
+        raise typer.Exit(130 if interrupted else 1) from None
     finally:
         progress.stop()
     _print_summary(summary, output)
