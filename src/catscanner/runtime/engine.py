@@ -10,8 +10,10 @@
   (AVX-512 BF16 or AMX) and float32 elsewhere.
 
 ``"auto"`` takes the environment variable ``CATSCAN_RUNTIME`` / ``CATSCAN_PRECISION`` when set,
-else OpenVINO when it is installed, else ONNX Runtime; an explicit argument wins over the
-environment. A runtime that is asked for by name and not installed, or a precision the runtime or
+else OpenVINO when it is installed and the CPU computes bf16 natively (where it was measured 2-3x
+faster), else ONNX Runtime (OpenVINO if it is the only one installed); an explicit argument wins
+over the environment. ``CATSCAN_CACHE_DIR`` (optional) is where OpenVINO keeps compiled models
+between processes (start-up ~5x faster to compile; ~45 MB per model). A runtime that is asked for by name and not installed, or a precision the runtime or
 CPU cannot give, raises :class:`~catscanner.errors.ModelError`. When ``"auto"`` chose OpenVINO and
 OpenVINO cannot read a model (e.g. a graph exported with ONNX opset 17 ``ReduceLogSumExp``, which
 OpenVINO's ONNX reader gets wrong), that model falls back to ONNX Runtime with a warning.
@@ -47,6 +49,7 @@ PRECISIONS = (F32, BF16)
 AUTO = "auto"
 ENV_RUNTIME = "CATSCAN_RUNTIME"
 ENV_PRECISION = "CATSCAN_PRECISION"
+ENV_CACHE_DIR = "CATSCAN_CACHE_DIR"
 _PIP_NAME = {ONNXRUNTIME: "onnxruntime", OPENVINO: '"catscanner[openvino]" (or: pip install openvino)'}
 
 
@@ -179,6 +182,8 @@ class OpenVinoModel(Model):
         self.config: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint, "INFERENCE_PRECISION_HINT": wanted}
         if threads:
             self.config["INFERENCE_NUM_THREADS"] = int(threads)
+        if os.environ.get(ENV_CACHE_DIR):
+            self.config["CACHE_DIR"] = os.environ[ENV_CACHE_DIR]
         self.static_shapes, self.max_shapes = static_shapes, max_shapes
         self._compiled: OrderedDict[tuple[int, ...], Any] = OrderedDict()
         self._lock = threading.Lock()
@@ -297,16 +302,30 @@ def _normalise(value: str | None, allowed: tuple[str, ...], what: str, env: str)
 
 def choose_runtime(runtime: str | None = AUTO) -> str:
     """The runtime ``runtime`` stands for: itself if named, else ``$CATSCAN_RUNTIME`` if set, else
-    OpenVINO if installed, else ONNX Runtime. Raises ModelError if the named one is not installed."""
+    the faster one installed for this CPU (:func:`auto_runtime`). Raises ModelError if the named
+    one is not installed."""
     runtime = _normalise(runtime, RUNTIMES, "runtime", ENV_RUNTIME)
     if runtime == AUTO:
         runtime = _normalise(os.environ.get(ENV_RUNTIME), RUNTIMES, "runtime", ENV_RUNTIME)
     if runtime != AUTO:
         _import(runtime)
         return runtime
-    for candidate in RUNTIMES:
-        if installed(candidate):
-            return candidate
+    return auto_runtime()
+
+
+# Measured (benchmarks/FINDINGS.md, issue 9): OpenVINO in bf16 runs the breed model 2-3x faster than
+# ONNX Runtime on a CPU with native bf16; in f32 (AVX2, no bf16) it is no faster, compiles ~3x
+# slower at start-up and installs 2.2x larger. So "auto" prefers it only where bf16 is native.
+AUTO_OPENVINO_NEEDS_BF16 = True
+
+
+def auto_runtime() -> str:
+    """What "auto" runs on here: OpenVINO when installed and (if AUTO_OPENVINO_NEEDS_BF16) this CPU
+    computes bf16 natively; else ONNX Runtime when installed; else OpenVINO."""
+    if installed(OPENVINO) and (native_bf16() or not AUTO_OPENVINO_NEEDS_BF16 or not installed(ONNXRUNTIME)):
+        return OPENVINO
+    if installed(ONNXRUNTIME):
+        return ONNXRUNTIME
     raise ModelError(f"No model runtime is installed: pip install onnxruntime, or pip install {_PIP_NAME[OPENVINO]}.")
 
 
