@@ -156,12 +156,18 @@ def test_binary_file_object(scanner, cat_photo: Path):
         scanner.scan(io.StringIO("a text stream, not bytes"))
 
 
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError,
-                   reason="known bug in runtime/scanner.py (Scanner.load): a photo opened in text mode "
-                          "raises UnicodeDecodeError from read() instead of UnsupportedInputError")
 def test_a_photo_opened_in_text_mode_is_a_typed_error(scanner, cat_photo: Path):
     with open(cat_photo) as text, pytest.raises(UnsupportedInputError, match="'rb'"):
         scanner.scan(text)
+
+
+def test_a_file_object_over_the_byte_limit_is_too_large(cat_photo: Path):
+    from catscanner import FileTooLargeError, Scanner
+
+    small = Scanner(threads=1, max_file_bytes=1000)
+    with open(cat_photo, "rb") as f, pytest.raises(FileTooLargeError) as info:
+        small.scan(f)
+    assert info.value.code == "too_large"
 
 
 def test_numpy_arrays(scanner, cat_photo: Path, grey: Image.Image):
