@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - the README's test command installs it
     pytest.fail("test_models.py needs PyTorch: pip install torch==2.13.0 -e '.[train,test]'", pytrace=False)
 
 from catscanner.runtime.breeds import softmax  # noqa: E402
-from catscanner.runtime.contract import BREEDS_FILE, DETECTOR_FILE, Output, default_model_dir  # noqa: E402
+from catscanner.runtime.contract import BREEDS_FILE, DETECTOR_FILE, DETECTOR_OUTPUTS, Output, default_model_dir  # noqa: E402
 from catscanner.runtime.imaging import load_image, preprocess  # noqa: E402
 from catscanner.runtime.onnx_model import OnnxModel  # noqa: E402
 from catscanner.training.backbones import BACKBONES, create_backbone, load_backbone  # noqa: E402
@@ -93,14 +93,15 @@ def _torch_twin(onnx_path: Path):
     import onnx
     from onnx import numpy_helper
 
-    from catscanner.training.backbones import BreedNet, CatDetectorNet
+    from catscanner.training.backbones import BreedNet
+    from catscanner.training.detection import CatHead, WholeFrameDetectorNet
 
     meta = OnnxModel(onnx_path).meta
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_path)).graph.initializer}
     if meta.kind == "detector":
-        net = CatDetectorNet(create_backbone(meta.backbone), meta.details["coef"], meta.details["intercept"])
+        net = WholeFrameDetectorNet(create_backbone(meta.backbone), CatHead(**meta.details["head"]))
     else:
         net = BreedNet(create_backbone(meta.backbone), len(meta.breeds), meta.details["config"]["head"])
-    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_path)).graph.initializer}
     state = net.state_dict()
     found = {k: torch.from_numpy(inits[k].copy()) for k in state if k in inits}
     # a layer registered under two names is stored once
@@ -115,32 +116,43 @@ def _torch_twin(onnx_path: Path):
 SHIPPED = (DETECTOR_FILE, BREEDS_FILE)
 
 
+def _inputs(oxford_dir, spec) -> list[np.ndarray]:
+    """The sample photos as the model's input: one batch for a centre-crop model; for the
+    whole-frame detector one input per photo (their shapes differ) plus a 3:1 panorama."""
+    imgs = [load_image(p) for p in _sample_photos(oxford_dir)]
+    if not spec.whole_frame:
+        return [np.stack([preprocess(img, spec) for img in imgs])]
+    wide = imgs[0].resize((1500, 500))
+    return [preprocess(img, spec)[None] for img in imgs + [wide]]
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_onnx_models_match_torch(name, oxford_dir):
     path = default_model_dir() / name
     assert path.is_file(), f"{path} is not shipped"
     onnx_model = OnnxModel(path)
     net, meta = _torch_twin(path)
-    x = np.stack([preprocess(load_image(p), onnx_model.preprocess) for p in _sample_photos(oxford_dir)])
-    got = onnx_model.run(x)
-    with torch.no_grad():
-        outs = net(torch.from_numpy(x))
-    outs = outs if isinstance(outs, tuple) else (outs,)
-    want = {name: t.numpy() for name, t in zip(onnx_model.output_names, outs)}
-    if meta.kind == "detector":
-        assert set(got) == {Output.CAT_PROBABILITY, Output.IMAGENET_LOGITS, Output.CAT_MAP}
-        assert np.abs(got[Output.CAT_PROBABILITY] - want[Output.CAT_PROBABILITY]).max() < 1e-4
-        assert np.abs(softmax(got[Output.IMAGENET_LOGITS]) - softmax(want[Output.IMAGENET_LOGITS])).max() < 1e-4
-        assert np.abs(got[Output.CAT_MAP] - want[Output.CAT_MAP]).max() < 1e-3
-    else:
-        assert meta.kind == "breeds" and set(got) == {Output.BREED_LOGITS}
-        T = meta.temperature
-        assert np.abs(softmax(got[Output.BREED_LOGITS], T) - softmax(want[Output.BREED_LOGITS], T)).max() < 1e-4
+    for x in _inputs(oxford_dir, onnx_model.preprocess):
+        got = onnx_model.run(x)
+        with torch.no_grad():
+            outs = net(torch.from_numpy(x))
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        want = {name: t.numpy() for name, t in zip(onnx_model.output_names, outs)}
+        if meta.kind == "detector":
+            assert set(got) == set(DETECTOR_OUTPUTS)
+            for key in (Output.CAT_HEATMAP, Output.BOX_SIZE, Output.BOX_OFFSET):
+                assert np.abs(got[key] - want[key]).max() < 1e-3, key
+            assert np.abs(softmax(got[Output.IMAGENET_LOGITS]) - softmax(want[Output.IMAGENET_LOGITS])).max() < 1e-4
+            assert np.abs(got[Output.ANIMAL_LOGITS] - want[Output.ANIMAL_LOGITS]).max() < 1e-2
+        else:
+            assert meta.kind == "breeds" and set(got) == {Output.BREED_LOGITS}
+            T = meta.temperature
+            assert np.abs(softmax(got[Output.BREED_LOGITS], T) - softmax(want[Output.BREED_LOGITS], T)).max() < 1e-4
 
 
 def test_detector_backbone_is_the_unchanged_imagenet_model():
     net, meta = _torch_twin(default_model_dir() / DETECTOR_FILE)
     original = load_backbone(meta.backbone).state_dict()
-    for k, v in net.backbone.state_dict().items():
+    for k, v in net.net.state_dict().items():
         assert torch.equal(v, original[k]), k
 

@@ -22,16 +22,45 @@ INPUT = "image"  # (N, 3, H, W) float32, preprocessed as ModelMeta.preprocess sa
 
 
 class Output:
-    """Names of the models' output tensors."""
+    """Names of the models' output tensors (H, W: the input's; s: the detection stride)."""
 
-    CAT_PROBABILITY = "cat_probability"  # (N,) the detector rule on the whole input
-    IMAGENET_LOGITS = "imagenet_logits"  # (N, 1000)
-    CAT_MAP = "cat_map"  # (N, h, w) class-activation map of the domestic-cat classes
+    CAT_HEATMAP = "cat_heatmap"  # (N, 1, H/s, W/s) probability that a cat's centre is in the cell
+    BOX_SIZE = "box_size"  # (N, 2, H/s, W/s) log(box width / s), log(box height / s), input pixels
+    BOX_OFFSET = "box_offset"  # (N, 2, H/s, W/s) the centre's offset from the cell centre, in cells
+    IMAGENET_LOGITS = "imagenet_logits"  # (N, 1000) the ImageNet classifier on the whole input
+    IMAGENET_MAP = "imagenet_map"  # (N, 1000, H/32, W/32) the ImageNet classifier on each stride-32 cell
     BREED_LOGITS = "breed_logits"  # (N, 12)
 
 
-DETECTOR_OUTPUTS = (Output.CAT_PROBABILITY, Output.IMAGENET_LOGITS, Output.CAT_MAP)
+DETECTOR_OUTPUTS = (Output.CAT_HEATMAP, Output.BOX_SIZE, Output.BOX_OFFSET, Output.IMAGENET_LOGITS,
+                    Output.IMAGENET_MAP)
 BREED_OUTPUTS = (Output.BREED_LOGITS,)
+
+
+@dataclass(frozen=True)
+class DetectionParams:
+    """How the detector's outputs become cats; fitted by ``catscan fit-detector``."""
+
+    stride: int  # input pixels per heat-map cell
+    peak_threshold: float  # heat-map peaks below this are not candidates
+    # p(cat) of a candidate = sigmoid(coef . features + intercept), features = (logit of its heat-map
+    # peak, ImageNet log-probability of domestic cats, wild cats, Mexican hairless, dogs in its box)
+    coef: tuple[float, float, float, float, float]
+    intercept: float
+    cat_threshold: float  # a photo has a cat when its best candidate's calibrated probability is at least this
+    box_threshold: float  # ... and then every candidate at least this probable is a cat of its own
+    nms_iou: float = 0.4  # a box overlapping a more confident one this much (IoU) is dropped
+    nms_contained: float = 0.7  # ... or lying this much inside it (intersection / smaller area)
+    wild_share: float = 0.5  # a box is a wild cat when wild-cat classes hold this share of its cat mass
+    wild_min_mass: float = 0.2  # a photo without cat boxes shows a wild cat when ImageNet gives wild cats this much
+    breed_crop_scale: float = 1.0  # breed crop: square of this x the box's shorter side
+    max_cats: int = 20
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DetectionParams":
+        d = dict(d)
+        d["coef"] = tuple(d["coef"])
+        return cls(**d)
 
 Kind = Literal["detector", "breeds"]
 
@@ -43,7 +72,7 @@ class ModelMeta:
     kind: Kind
     backbone: str
     preprocess: Preprocess
-    threshold: float | None = None  # detector: is_cat when cat_probability >= threshold
+    detection: DetectionParams | None = None  # detector: how its outputs become cats
     breeds: tuple[str, ...] = ()  # breed model: the classes of breed_logits, in order
     temperature: float = 1.0  # breed model: softmax temperature fitted for calibration
     details: dict[str, Any] = field(default_factory=dict)  # how it was made (for model cards), not read at run time
@@ -61,14 +90,14 @@ class ModelMeta:
             kind = d["kind"]
             if kind not in ("detector", "breeds"):
                 raise ValueError(f"unknown kind {kind!r}")
-            known = {"kind", "backbone", "preprocess", "threshold", "breeds", "temperature", "details"}
+            known = {"kind", "backbone", "preprocess", "detection", "breeds", "temperature", "details"}
             # Files exported before this contract kept their training details at the top level.
             details = {**{k: v for k, v in d.items() if k not in known}, **d.get("details", {})}
             return cls(
                 kind=kind,
                 backbone=str(d["backbone"]),
                 preprocess=Preprocess.from_dict(d["preprocess"]),
-                threshold=None if d.get("threshold") is None else float(d["threshold"]),
+                detection=None if d.get("detection") is None else DetectionParams.from_dict(d["detection"]),
                 breeds=tuple(d.get("breeds", ())),
                 temperature=float(d.get("temperature", 1.0)),
                 details=details,

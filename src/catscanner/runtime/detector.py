@@ -1,8 +1,13 @@
-"""The cat detector at run time: an exported ONNX ImageNet model + a fitted rule.
+"""The whole-frame cat detector at run time: the exported ONNX graph + decoding its outputs.
 
-The graph (see ``CatDetectorNet``) returns the cat probability from a logistic rule fitted on
-``trainval``, the 1000 ImageNet logits (for the reference rule and the labels shown to users)
-and a cat activation map, turned here into a bounding box.
+The graph (``training/detection.py``) looks at the whole photo, resized to a few hundred
+thousand pixels whatever its shape, and returns a heat map of cat centres with a box size and
+offset per cell (a CenterNet-style head on the frozen ImageNet backbone), the ImageNet logits of
+the whole photo, and the ImageNet logits of each stride-32 cell. Here peaks of the heat map become
+candidate boxes; each is scored by a logistic rule on its peak and on the ImageNet class groups
+of the box (domestic cats, wild cats, Mexican hairless, dogs), a calibrated probability;
+non-maximum suppression keeps one box per cat, and the box's ImageNet classes tell a house cat
+from a wild one (lynx, leopard, lion, tiger, ...).
 """
 
 from __future__ import annotations
@@ -13,19 +18,29 @@ import numpy as np
 
 from ..errors import ModelError
 from .breeds import softmax
-from .contract import Output
-from .imagenet import CAT_CLASSES, class_names
+from .contract import DetectionParams, Output
+from .imagenet import CAT_CLASSES, CLASS_GROUPS, WILD_CAT_CLASSES, class_names
 from .onnx_model import OnnxModel
-from .schema import Box, ImageNetLabel
+from .schema import ImageNetLabel
+
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One box the detector considered, in photo pixels."""
+
+    box: tuple[float, float, float, float]  # left, top, right, bottom
+    probability: float  # calibrated probability that the box holds a cat (house or wild)
+    wild_cat: str | None  # the wild-cat class it looks like, or None for a house cat
 
 
 @dataclass(frozen=True)
 class Detection:
-    cat_probability: float
-    is_cat: bool
-    reference_rule_cat: bool  # top-1 ImageNet class is one of 281-285
+    cats: list[Candidate]  # house cats at or above the threshold, most confident first
+    wild_cat: str | None  # what the photo's wild cat looks like, when it shows one and no house cat
+    best_probability: float  # highest calibrated probability of any house-cat candidate (0 when none)
+    reference_rule_cat: bool  # ImageNet top-1 of the whole photo is one of 281-285
     top_labels: list[ImageNetLabel]
-    cat_map: np.ndarray  # (h, w) activation over the centre crop
 
 
 def reference_rule(logits: np.ndarray) -> np.ndarray:
@@ -39,50 +54,154 @@ def top_labels(logits: np.ndarray, k: int = 5) -> list[ImageNetLabel]:
     return [ImageNetLabel(int(i), names[i], round(float(p[i]), 4)) for i in np.argsort(-p)[:k]]
 
 
-def box_from_map(cat_map: np.ndarray, crop: tuple[float, float, float], image_size: tuple[int, int],
-                 level: float = 0.2) -> Box:
-    """Bounding box of the region connected to the map's peak where the activation is at least
-    ``level`` of the peak (20 %, as in the CAM paper, Zhou et al. 2016); ``crop`` = (left, top,
-    side) of the centre crop the map covers, in photo pixels."""
-    m = np.asarray(cat_map, dtype=np.float64)
-    hi = m.max()
-    mask = m >= level * hi if hi > 0 else m >= m.min() + level * (hi - m.min())
-    h, w = m.shape
-    start = np.unravel_index(int(m.argmax()), m.shape)
-    seen = np.zeros_like(mask)
-    stack = [start]
-    seen[start] = True
-    while stack:  # flood fill: the region connected to the peak
-        y, x = stack.pop()
-        for ny, nx in ((y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
-            if 0 <= ny < h and 0 <= nx < w and mask[ny, nx] and not seen[ny, nx]:
-                seen[ny, nx] = True
-                stack.append((ny, nx))
-    ys, xs = np.nonzero(seen)
-    left, top, side = crop
-    cell_w, cell_h = side / w, side / h
-    W, H = image_size
-    return Box(
-        max(0, int(left + xs.min() * cell_w)), max(0, int(top + ys.min() * cell_h)),
-        min(W, int(np.ceil(left + (xs.max() + 1) * cell_w))), min(H, int(np.ceil(top + (ys.max() + 1) * cell_h))),
-    )
+def _local_peaks(heat: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols) of cells that are the maximum of their 3x3 neighbourhood and >= threshold."""
+    padded = np.pad(heat, 1, constant_values=-np.inf)
+    h, w = heat.shape
+    neighbourhood = np.max([padded[dy:dy + h, dx:dx + w] for dy in range(3) for dx in range(3)], axis=0)
+    return np.nonzero((heat >= neighbourhood) & (heat >= threshold))
+
+
+def suppress(boxes: np.ndarray, scores: np.ndarray, iou: float, contained: float) -> list[int]:
+    """Greedy non-maximum suppression: most confident first; a box is dropped when it overlaps a
+    kept one by ``iou``, lies ``contained`` inside it (or holds it), or either's centre lies in
+    the other. Returns the kept indices."""
+    keep: list[int] = []
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    for i in np.argsort(-scores, kind="stable"):
+        a = boxes[i]
+        ok = True
+        for j in keep:
+            b = boxes[j]
+            inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+            centre_in = (b[0] <= (a[0] + a[2]) / 2 <= b[2] and b[1] <= (a[1] + a[3]) / 2 <= b[3]) or \
+                        (a[0] <= (b[0] + b[2]) / 2 <= a[2] and a[1] <= (b[1] + b[3]) / 2 <= a[3])
+            if centre_in or inter / (area[i] + area[j] - inter + 1e-9) > iou \
+                    or inter / (min(area[i], area[j]) + 1e-9) > contained:
+                ok = False
+                break
+        if ok:
+            keep.append(int(i))
+    return keep
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def group_log_masses(logits: np.ndarray) -> np.ndarray:
+    """(..., 4) ImageNet log-probabilities of domestic cats, wild cats, Mexican hairless and dogs."""
+    logp = log_softmax(np.asarray(logits, dtype=np.float64))
+    out = []
+    for group in CLASS_GROUPS:
+        g = logp[..., list(group)]
+        top = g.max(axis=-1, keepdims=True)
+        out.append((top + np.log(np.exp(g - top).sum(axis=-1, keepdims=True)))[..., 0])
+    return np.stack(out, axis=-1)
+
+
+def box_logits(imagenet_map: np.ndarray, box: np.ndarray, in_w: int, in_h: int) -> np.ndarray:
+    """The ImageNet logits of a box (input pixels): the per-cell logits averaged over the cells it
+    covers, which is the classifier applied to the box's average-pooled features (it is linear)."""
+    _, h, w = imagenet_map.shape
+    x0 = min(w - 1, int(box[0] / in_w * w))
+    y0 = min(h - 1, int(box[1] / in_h * h))
+    x1 = max(x0 + 1, int(np.ceil(box[2] / in_w * w)))
+    y1 = max(y0 + 1, int(np.ceil(box[3] / in_h * h)))
+    return imagenet_map[:, y0:y1, x0:x1].mean(axis=(1, 2))
+
+
+def box_features(out: dict[str, np.ndarray], i: int, params: DetectionParams
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Candidate boxes of photo ``i`` (input pixels), their score features (logit of the heat-map
+    peak, then the four class-group log-masses of the box) and their ImageNet logits."""
+    heat = out[Output.CAT_HEATMAP][i, 0]
+    rows, cols = _local_peaks(heat, params.peak_threshold)
+    s = params.stride
+    in_h, in_w = heat.shape[0] * s, heat.shape[1] * s
+    if len(rows) == 0:
+        return np.zeros((0, 4)), np.zeros((0, 5)), np.zeros((0, 1000))
+    size, offset = out[Output.BOX_SIZE][i], out[Output.BOX_OFFSET][i]
+    cx = (cols + 0.5 + offset[0, rows, cols]) * s
+    cy = (rows + 0.5 + offset[1, rows, cols]) * s
+    bw, bh = np.exp(size[0, rows, cols]) * s, np.exp(size[1, rows, cols]) * s
+    boxes = np.stack([np.clip(cx - bw / 2, 0, in_w), np.clip(cy - bh / 2, 0, in_h),
+                      np.clip(cx + bw / 2, 0, in_w), np.clip(cy + bh / 2, 0, in_h)], axis=1)
+    logits = np.stack([box_logits(out[Output.IMAGENET_MAP][i], b, in_w, in_h) for b in boxes])
+    features = np.concatenate([_logit(heat[rows, cols])[:, None], group_log_masses(logits)], axis=1)
+    return boxes, features, logits
+
+
+def score(features: np.ndarray, params: DetectionParams) -> np.ndarray:
+    """Calibrated probability that each candidate box holds a cat (house or wild)."""
+    return 1 / (1 + np.exp(-(features @ np.asarray(params.coef) + params.intercept)))
+
+
+def wild_cat(logits: np.ndarray, wild_share: float, min_mass: float = 0.0) -> str | None:
+    """The wild-cat class ImageNet logits say a picture shows, when wild cats (lynx, leopard,
+    lion, tiger, ...) outweigh house cats, hold ``wild_share`` of the cat mass and at least
+    ``min_mass`` of all; else None."""
+    p = softmax(logits)
+    domestic, wild = p[list(CAT_CLASSES)].sum(), p[list(WILD_CAT_CLASSES)].sum()
+    if wild > domestic and wild >= wild_share * (domestic + wild) and wild >= min_mass:
+        return class_names()[WILD_CAT_CLASSES[int(np.argmax(p[list(WILD_CAT_CLASSES)]))]]
+    return None
+
+
+def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
+               scale: tuple[float, float] = (1.0, 1.0)) -> list[Candidate]:
+    """Every box of photo ``i`` of a detector output after non-maximum suppression, most probable
+    first, with its calibrated probability and wild-cat verdict; ``scale`` = photo pixels per
+    input pixel (x, y)."""
+    boxes, features, logits = box_features(out, i, params)
+    if len(boxes) == 0:
+        return []
+    probs = score(features, params)
+    keep = suppress(boxes, probs, params.nms_iou, params.nms_contained)[: params.max_cats]
+    sx, sy = scale
+    return [Candidate((float(boxes[k, 0] * sx), float(boxes[k, 1] * sy), float(boxes[k, 2] * sx),
+                       float(boxes[k, 3] * sy)), float(probs[k]), wild_cat(logits[k], params.wild_share))
+            for k in keep]
 
 
 class CatDetector:
-    """Runs the exported detector on a preprocessed batch (N, 3, S, S) float32."""
+    """Runs the exported whole-frame detector on one preprocessed photo (1, 3, H, W)."""
 
     def __init__(self, model: OnnxModel):
+        meta = model.meta
+        if meta.kind != "detector" or meta.detection is None or not meta.preprocess.whole_frame:
+            raise ModelError(f"{model.path} is not a whole-frame cat detector: export it with catscan fit-detector.")
         self.model = model
-        self.preprocess = model.preprocess
-        if model.meta.kind != "detector" or model.meta.threshold is None:
-            raise ModelError(f"{model.path} is not a cat detector (kind {model.meta.kind!r}).")
-        self.threshold = model.meta.threshold
+        self.preprocess = meta.preprocess
+        self.params: DetectionParams = meta.detection
 
-    def __call__(self, batch: np.ndarray) -> list[Detection]:
+    def __call__(self, batch: np.ndarray, photo_sizes: list[tuple[int, int]]) -> list[Detection]:
+        """Detections for a batch of same-size inputs; ``photo_sizes`` are the photos' (w, h)."""
         out = self.model.run(batch)
-        prob, logits, cat_map = out[Output.CAT_PROBABILITY], out[Output.IMAGENET_LOGITS], out[Output.CAT_MAP]
+        in_h, in_w = batch.shape[2:]
+        logits = out[Output.IMAGENET_LOGITS]
         ref = reference_rule(logits)
-        return [
-            Detection(float(prob[i]), bool(prob[i] >= self.threshold), bool(ref[i]), top_labels(logits[i]), cat_map[i])
-            for i in range(len(prob))
-        ]
+        results = []
+        for i, (w, h) in enumerate(photo_sizes):
+            found = candidates(out, i, self.params, (w / in_w, h / in_h))
+            house = [c for c in found if c.wild_cat is None]
+            wild = [c for c in found if c.wild_cat is not None and c.probability >= self.params.cat_threshold]
+            best = max((c.probability for c in house), default=0.0)
+            cats = [c for c in house if c.probability >= self.params.box_threshold] \
+                if best >= self.params.cat_threshold else []
+            wild_name = wild[0].wild_cat if wild else \
+                wild_cat(logits[i], self.params.wild_share, self.params.wild_min_mass)
+            results.append(Detection(
+                cats=cats,
+                wild_cat=None if cats else wild_name,
+                best_probability=best,
+                reference_rule_cat=bool(ref[i]),
+                top_labels=top_labels(logits[i]),
+            ))
+        return results

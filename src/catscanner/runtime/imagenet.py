@@ -7,8 +7,10 @@ from importlib import resources
 
 CAT_CLASSES = (281, 282, 283, 284, 285)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 WILD_CAT_CLASSES = tuple(range(286, 294))  # cougar ... cheetah
-DOG_CLASSES = tuple(range(151, 269))  # Chihuahua ... Mexican hairless
-MEXICAN_HAIRLESS = 268  # where ImageNet models put most Sphynx cats
+DOG_CLASSES = tuple(range(151, 268))  # Chihuahua ... Mexican hairless (268, apart: where Sphynx cats land)
+MEXICAN_HAIRLESS = 268
+# The class groups the detector's box score reads, in this order.
+CLASS_GROUPS = (CAT_CLASSES, WILD_CAT_CLASSES, (MEXICAN_HAIRLESS,), DOG_CLASSES)
 
 
 @lru_cache(maxsize=1)

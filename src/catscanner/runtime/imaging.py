@@ -50,6 +50,10 @@ class Preprocess:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     resample: str = "bicubic"
+    # > 0: whole-frame input instead of the centre crop: the whole photo resized to at most this
+    # many pixels, keeping its shape, each side a multiple of ``multiple`` (see frame_size).
+    max_pixels: int = 0
+    multiple: int = 32
 
     @classmethod
     def efficientnet_lite(cls, size: int) -> "Preprocess":
@@ -68,12 +72,18 @@ class Preprocess:
             "mean": list(self.mean),
             "std": list(self.std),
             "resample": self.resample,
+            "max_pixels": self.max_pixels,
+            "multiple": self.multiple,
         }
 
     @classmethod
     def from_dict(cls, d: dict) -> "Preprocess":
         return cls(int(d["size"]), float(d["crop_fraction"]), tuple(d["mean"]), tuple(d["std"]),
-                   d.get("resample", "bicubic"))
+                   d.get("resample", "bicubic"), int(d.get("max_pixels", 0)), int(d.get("multiple", 32)))
+
+    @property
+    def whole_frame(self) -> bool:
+        return self.max_pixels > 0
 
     @property
     def decode_hint(self) -> int:
@@ -289,8 +299,51 @@ def normalize(rgb: Image.Image | np.ndarray, spec: Preprocess) -> np.ndarray:
     return np.ascontiguousarray(arr.transpose(2, 0, 1))
 
 
+def frame_size(w: int, h: int, max_pixels: int, multiple: int = 32) -> tuple[int, int]:
+    """(W, H) of a whole-frame model input for a ``w`` x ``h`` photo: the largest size with sides
+    that are multiples of ``multiple`` and at most ``max_pixels`` pixels (3 % slack) whose shape is
+    within 12 % of the photo's (closest shape when none is); boxes map back per axis."""
+    ratio = w / h
+    best = None
+    for hh in range(multiple, 64 * multiple, multiple):
+        ww = max(multiple, round(hh * ratio / multiple) * multiple)
+        if ww * hh > max_pixels * 1.03:
+            if hh * multiple > max_pixels * 1.03:
+                break
+            continue
+        err = abs(math.log((ww / hh) / ratio))
+        candidate = (err > 0.12, -ww * hh, err, ww, hh)
+        if best is None or candidate < best:
+            best = candidate
+    return (best[3], best[4]) if best else (multiple, multiple)
+
+
+def preprocess_frame(img: Image.Image, spec: Preprocess) -> np.ndarray:
+    """The whole photo resized to :func:`frame_size` and normalised; float32 CHW."""
+    size = frame_size(*img.size, spec.max_pixels, spec.multiple)
+    return normalize(img.resize(size, _RESAMPLE[spec.resample], reducing_gap=None), spec)
+
+
+def preprocess_box(img: Image.Image, box: tuple[float, float, float, float], spec: Preprocess,
+                   scale: float = 1.0) -> np.ndarray:
+    """A square around ``box`` (left, top, right, bottom in ``img`` pixels) resized to ``spec.size``
+    and normalised; float32 CHW. The square's side is ``scale`` times the box's shorter side (at
+    most the photo's short side), centred on the box and moved inside the photo where it would stick out."""
+    left, top, right, bottom = box
+    side = max(1.0, min(scale * min(right - left, bottom - top), min(img.size)))
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    x0 = min(max(0.0, cx - side / 2), img.width - side)
+    y0 = min(max(0.0, cy - side / 2), img.height - side)
+    resized = img.resize((spec.size, spec.size), _RESAMPLE[spec.resample], box=(x0, y0, x0 + side, y0 + side),
+                         reducing_gap=None)
+    return normalize(resized, spec)
+
+
 def preprocess(img: Image.Image, spec: Preprocess) -> np.ndarray:
-    """Centre-crop and resize an RGB image as ``spec`` says; returns float32 CHW."""
+    """Centre-crop and resize an RGB image as ``spec`` says (whole-frame specs: see
+    :func:`preprocess_frame`); returns float32 CHW."""
+    if spec.whole_frame:
+        return preprocess_frame(img, spec)
     left, top, side = centre_crop(img.size, spec)
     resized = img.resize(
         (spec.size, spec.size),

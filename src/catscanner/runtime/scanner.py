@@ -16,26 +16,29 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import CatScannerError, UnsupportedInputError
+from ..errors import CatScannerError, FileTooLargeError, UnsupportedInputError
 from .breeds import DEFAULT_BREED_THRESHOLD, BreedClassifier, breed_mix
 from .contract import ModelFiles
-from .detector import CatDetector, box_from_map
+from .detector import CatDetector, Detection
+from .engine import AUTO, load_model
 from .imaging import (
     DEFAULT_MAX_FILE_BYTES,
     DEFAULT_MAX_PIXELS,
     DEFAULT_MIN_SIDE,
     SOURCE_SIZE,
-    centre_crop,
     decode_image,
     from_array,
     from_pil,
-    preprocess,
+    preprocess_box,
+    preprocess_frame,
     read_file,
 )
-from .onnx_model import OnnxModel
-from .schema import BreedShare, Cat, ScanResult, Timing
+from .schema import Box, Cat, ScanResult, Timing
 
 ImageInput = str | Path | bytes | bytearray | memoryview | io.IOBase | Image.Image | np.ndarray
+# JPEGs are decoded at 1/2, 1/4 or 1/8 size as long as the short side keeps this many pixels:
+# enough for the detector's input and for the breed crop of a cat 15 % of the short side tall.
+DECODE_SHORT_SIDE = 1024
 
 
 def _ms(t0: float) -> float:
@@ -53,22 +56,25 @@ def source_name(image: Any) -> str | None:
 class Scanner:
     """Load once, scan many. ``Scanner().scan("cat.jpg").breeds``.
 
-    ``threads`` caps ONNX Runtime's threads (default: all cores). ``breed_threshold`` is the
-    smallest softmax share (0-1) a breed needs to be listed (default 0.05 = 5 %).
+    ``threads`` caps the inference threads (default: all cores); ``runtime`` is ``"openvino"``,
+    ``"onnxruntime"`` or ``"auto"`` (the fastest installed; env ``CATSCAN_RUNTIME``) and
+    ``precision`` ``"f32"``, ``"bf16"`` or ``"auto"`` (env ``CATSCAN_PRECISION``).
+    ``breed_threshold`` is the smallest softmax share (0-1) a breed needs to be listed (default 0.05 = 5 %).
     """
 
     def __init__(self, model_dir: str | Path | None = None, *, threads: int | None = None,
+                 runtime: str | None = AUTO, precision: str | None = AUTO,
                  breed_threshold: float = DEFAULT_BREED_THRESHOLD, max_pixels: int = DEFAULT_MAX_PIXELS,
                  min_side: int = DEFAULT_MIN_SIDE, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
         threads = threads or os.cpu_count() or 1
         files = ModelFiles.resolve(model_dir)
         self.models = files
-        self.detector = CatDetector(OnnxModel(files.detector, threads))
-        self.classifier = None if files.breeds is None else BreedClassifier(OnnxModel(files.breeds, threads))
+        self.detector = CatDetector(load_model(files.detector, threads, runtime, precision))
+        self.classifier = None if files.breeds is None else \
+            BreedClassifier(load_model(files.breeds, threads, runtime, precision))
         self.breed_threshold = breed_threshold
         self.max_pixels, self.min_side, self.max_file_bytes = max_pixels, min_side, max_file_bytes
-        specs = [self.detector.preprocess] + ([self.classifier.preprocess] if self.classifier else [])
-        self._decode_hint = max(s.decode_hint for s in specs)
+        self._decode_hint = DECODE_SHORT_SIDE
 
     # ---------------------------------------------------------------- decoding
     def load(self, image: ImageInput, *, full_size: bool = False) -> Image.Image:
@@ -88,11 +94,14 @@ class Scanner:
         elif isinstance(image, (bytes, bytearray, memoryview)):
             data = bytes(image)
         elif isinstance(image, io.IOBase) or hasattr(image, "read"):
+            if isinstance(image, io.TextIOBase):
+                raise UnsupportedInputError("The file was opened as text: open the photo with open(path, 'rb').")
             data = image.read(self.max_file_bytes + 1)
-            if not isinstance(data, bytes):
+            if not isinstance(data, (bytes, bytearray)):
                 raise UnsupportedInputError("The file object gave text, not bytes: open the photo with 'rb'.")
             if len(data) > self.max_file_bytes:
-                raise UnsupportedInputError(f"The file is larger than {self.max_file_bytes / 2**20:.0f} MiB.")
+                raise FileTooLargeError(f"The file is larger than {self.max_file_bytes / 2**20:.0f} MiB; "
+                                        "photos that big are refused. Resize it or save it as JPEG.")
         else:
             raise UnsupportedInputError(
                 f"Cat Scanner scans a file path, the bytes of a photo, a binary file object, a PIL image "
@@ -137,48 +146,74 @@ class Scanner:
         threshold = self.breed_threshold if threshold is None else threshold
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold must be between 0 and 1 (got {threshold}); 0.05 means 5 %.")
+        sizes = [img.info.get(SOURCE_SIZE, img.size) for img in imgs]  # the photos' sizes, not the drafts'
         t0 = time.perf_counter()
-        det_spec = self.detector.preprocess
-        det_batch = np.stack([preprocess(img, det_spec) for img in imgs])
-        detections = self.detector(det_batch)
+        detections = self._detect(imgs)
         detect_ms = _ms(t0) / len(imgs)
 
         t1 = time.perf_counter()
-        cats = [i for i, d in enumerate(detections) if d.is_cat]
-        probs: dict[int, np.ndarray] = {}
-        if cats and self.classifier is not None:
-            spec = self.classifier.preprocess
-            batch = det_batch[cats] if spec == det_spec else np.stack([preprocess(imgs[i], spec) for i in cats])
-            probs = dict(zip(cats, self.classifier(batch)))
-        classify_ms = _ms(t1) / max(1, len(cats)) if cats else 0.0
+        crops = [(i, c) for i, d in enumerate(detections) for c in d.cats]
+        probs: list[np.ndarray] = []
+        if crops and self.classifier is not None:
+            spec, scale = self.classifier.preprocess, self.detector.params.breed_crop_scale
+            batch = np.stack([preprocess_box(imgs[i], _box_in(imgs[i], c.box, sizes[i]), spec, scale)
+                              for i, c in crops])
+            probs = list(self.classifier(batch))
+        classify_ms = _ms(t1)
+        per_photo = [sum(1 for i, _ in crops if i == k) for k in range(len(imgs))]
 
-        results = []
-        for i, (img, det) in enumerate(zip(imgs, detections)):
-            width, height = img.info.get(SOURCE_SIZE, img.size)  # the photo's size, not the draft's
-            found: list[Cat] = []
-            if not det.is_cat:
-                note = f"No cat detected (cat probability {det.cat_probability:.0%}), so no breeds are reported."
-                breeds: list[BreedShare] = []
-            elif self.classifier is None:
-                note, breeds = "No breed model is installed.", []
-            else:
-                note, breeds = None, breed_mix(probs[i], threshold)
-            if det.is_cat:
-                box = box_from_map(det.cat_map, centre_crop((width, height), det_spec), (width, height))
-                found.append(Cat(box, round(det.cat_probability, 4), breeds))
-            c_ms = classify_ms if i in probs else 0.0
+        results, shares = [], iter(probs)
+        for k, (det, (width, height)) in enumerate(zip(detections, sizes)):
+            cats = []
+            for c in det.cats:
+                breeds = breed_mix(next(shares), threshold) if self.classifier is not None else []
+                box = Box(*(int(round(v)) for v in c.box))
+                cats.append(Cat(box, round(c.probability, 4), breeds))
+            c_ms = classify_ms * per_photo[k] / max(1, len(crops))
             results.append(ScanResult(
-                path=sources[i],
-                is_cat=det.is_cat,
-                cat_probability=round(det.cat_probability, 4),
+                path=sources[k],
+                is_cat=bool(cats),
+                cat_probability=round(cats[0].cat_probability if cats else det.best_probability, 4),
                 reference_rule_cat=det.reference_rule_cat,
-                box=found[0].box if found else None,
-                breeds=breeds,
-                breeds_note=note,
-                cats=found,
+                box=cats[0].box if cats else None,
+                breeds=cats[0].breeds if cats else [],
+                breeds_note=_note(det, self.classifier is not None),
+                cats=cats,
+                wild_cat=det.wild_cat,
                 imagenet_top=det.top_labels,
                 width=width,
                 height=height,
-                timing_ms=Timing(*(round(v, 2) for v in (decode_ms[i], detect_ms, c_ms, decode_ms[i] + detect_ms + c_ms))),
+                timing_ms=Timing(*(round(v, 2) for v in (decode_ms[k], detect_ms, c_ms, decode_ms[k] + detect_ms + c_ms))),
             ))
         return results
+
+    def _detect(self, imgs: list[Image.Image]) -> list[Detection]:
+        """The detector on each photo; photos whose input has the same shape share one batch."""
+        spec = self.detector.preprocess
+        arrays = [preprocess_frame(img, spec) for img in imgs]
+        out: list[Detection | None] = [None] * len(imgs)
+        groups: dict[tuple[int, ...], list[int]] = {}
+        for i, a in enumerate(arrays):
+            groups.setdefault(a.shape, []).append(i)
+        for idx in groups.values():
+            sizes = [imgs[i].info.get(SOURCE_SIZE, imgs[i].size) for i in idx]
+            for i, d in zip(idx, self.detector(np.stack([arrays[i] for i in idx]), sizes)):
+                out[i] = d
+        return out  # type: ignore[return-value]
+
+
+def _box_in(img: Image.Image, box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[float, ...]:
+    """A box in photo pixels as pixels of ``img`` (smaller when the JPEG was draft-decoded)."""
+    sx, sy = img.width / size[0], img.height / size[1]
+    return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+
+
+def _note(det: Detection, has_breed_model: bool) -> str | None:
+    """Why a result lists no breeds, when it lists none."""
+    if det.wild_cat:
+        return f"This looks like a wild cat ({det.wild_cat}), not a house cat, so no breeds are given."
+    if not det.cats:
+        return f"No cat detected (cat probability {det.best_probability:.0%}), so no breeds are reported."
+    if not has_breed_model:
+        return "No breed model is installed."
+    return None

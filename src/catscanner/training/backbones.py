@@ -22,7 +22,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
-from ..runtime.imagenet import CAT_CLASSES, DOG_CLASSES, MEXICAN_HAIRLESS, WILD_CAT_CLASSES
 from ..runtime.imaging import Preprocess
 
 # --------------------------------------------------------------------------- EfficientNet-Lite
@@ -319,37 +318,3 @@ class BreedNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone.pool(self.backbone.features(x)))
-
-
-# --------------------------------------------------------------------------- cat detector network
-
-
-def detector_features(logits: torch.Tensor) -> torch.Tensor:
-    """Summed ImageNet log-probabilities of the class groups the cat rule looks at, (N, 4)."""
-    logp = torch.log_softmax(logits, dim=1)
-    groups = (CAT_CLASSES, WILD_CAT_CLASSES, (MEXICAN_HAIRLESS,), DOG_CLASSES)
-    return torch.stack([torch.logsumexp(logp[:, list(g)], dim=1) for g in groups], dim=1)
-
-
-class CatDetectorNet(nn.Module):
-    """ImageNet backbone + a logistic rule on :func:`detector_features` + a cat activation map.
-
-    Outputs ``cat_probability`` (N,), ``imagenet_logits`` (N, 1000) and ``cat_map`` (N, h, w) — the
-    class activation map of the best-scoring ImageNet cat class, which says where the cat is.
-    """
-
-    def __init__(self, backbone: nn.Module, coef: list[float], intercept: float):
-        super().__init__()
-        self.backbone = backbone
-        self.register_buffer("coef", torch.tensor(coef, dtype=torch.float32))
-        self.register_buffer("intercept", torch.tensor(float(intercept)))
-        fc = backbone.classifier
-        self.register_buffer("cat_weight", fc.weight.detach()[list(CAT_CLASSES)].clone())
-        self.register_buffer("cat_bias", fc.bias.detach()[list(CAT_CLASSES)].clone())
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        fmap = self.backbone.features(x)
-        logits = self.backbone.classifier(self.backbone.pool(fmap))
-        prob = torch.sigmoid(detector_features(logits) @ self.coef + self.intercept)
-        cam = torch.einsum("nchw,kc->nkhw", fmap, self.cat_weight) + self.cat_bias[None, :, None, None]
-        return prob, logits, cam.amax(dim=1)

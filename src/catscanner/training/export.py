@@ -7,19 +7,24 @@ from pathlib import Path
 import onnx
 import torch
 
-from ..runtime.contract import BREED_OUTPUTS, DETECTOR_OUTPUTS, INPUT, META_KEY, ModelMeta
+from ..runtime.contract import BREED_OUTPUTS, INPUT, META_KEY, ModelMeta
 from ..runtime.imaging import Preprocess
-from .backbones import BACKBONES, CatDetectorNet, freeze_same_padding, load_backbone
+from .backbones import freeze_same_padding
 from .checkpoint import load_breed_checkpoint
 
 
-def export_onnx(model: torch.nn.Module, meta: ModelMeta, out: Path, output_names: tuple[str, ...]) -> Path:
-    """``model`` as an ONNX graph at ``meta.preprocess.size``, dynamic batch, ``meta`` inside."""
+def export_onnx(model: torch.nn.Module, meta: ModelMeta, out: Path, output_names: tuple[str, ...],
+                dynamic_size: bool = False) -> Path:
+    """``model`` as an ONNX graph at ``meta.preprocess.size``, dynamic batch, ``meta`` inside.
+
+    ``dynamic_size``: height and width are dynamic too. The TF-"same" padding frozen at export is
+    the same for every input whose sides are multiples of 32 (the whole-frame detector's inputs)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     size = meta.preprocess.size
     model = freeze_same_padding(model.eval(), size)
     example = torch.zeros(1, 3, size, size)
-    dynamic = {INPUT: {0: "batch"}, **{name: {0: "batch"} for name in output_names}}
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
+    dynamic = {INPUT: axes, **{name: {0: "batch"} for name in output_names}}
     with torch.no_grad():
         torch.onnx.export(model, (example,), str(out), input_names=[INPUT], output_names=list(output_names),
                           dynamic_axes=dynamic, opset_version=17, dynamo=False,
@@ -30,15 +35,6 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, out: Path, output_names
     onnx.checker.check_model(proto)
     onnx.save(proto, str(out))
     return out
-
-
-def export_detector(backbone: str, coef: list[float], intercept: float, threshold: float, out: Path,
-                    details: dict | None = None) -> Path:
-    """The ImageNet backbone + fitted cat rule + activation map as one ONNX graph."""
-    net = CatDetectorNet(load_backbone(backbone), coef, intercept)
-    meta = ModelMeta("detector", backbone, BACKBONES[backbone].preprocess, threshold=threshold,
-                     details={"coef": coef, "intercept": intercept, **(details or {})})
-    return export_onnx(net, meta, out, DETECTOR_OUTPUTS)
 
 
 def export_breeds(checkpoint: str | Path, out: Path, details: dict | None = None) -> Path:

@@ -1,0 +1,191 @@
+"""The whole-frame cat detector: network, training targets and loss (PyTorch).
+
+A small CenterNet-style head (Zhou et al., "Objects as Points", 2019) on the frozen ImageNet
+EfficientNet-Lite0: it reads the stride-16 features (end of stage 4, 112 channels) and the
+stride-32 head features (1280 channels) and predicts, per stride-16 cell, the probability that a
+cat's centre lies there, the box's size and the centre's sub-cell offset. The exported graph
+(:class:`WholeFrameDetectorNet`) also returns the ImageNet logits of the whole photo and the
+per-cell ImageNet logits of the animal classes (dogs, house cats, wild cats), which the runtime
+uses for the reference rule, the labels it shows and to tell wild cats from house cats.
+
+The backbone is never trained: only the head (about 0.1 M parameters), on cached features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .backbones import EfficientNetLite
+
+STRIDE = 16
+TAP_BLOCK = 10  # output of block 10 = end of stage 4 of Lite0: 112 channels at stride 16
+
+
+def backbone_taps(net: EfficientNetLite, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(stride-16 features (N, 112, H/16, W/16), stride-32 head features (N, 1280, H/32, W/32))."""
+    x = F.relu6(net._bn0(net._conv_stem(x)))
+    c4 = None
+    for i, block in enumerate(net._blocks):
+        x = block(x)
+        if i == TAP_BLOCK:
+            c4 = x
+    return c4, F.relu6(net._bn1(net._conv_head(x)))
+
+
+class Taps(nn.Module):
+    """The frozen backbone's two feature maps (exported alone to cache features for training)."""
+
+    def __init__(self, net: EfficientNetLite):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return backbone_taps(self.net, x)
+
+
+class CatHead(nn.Module):
+    """stride-16 and stride-32 features -> (centre logits (N,1,h,w), log size (N,2,h,w), offset (N,2,h,w))."""
+
+    def __init__(self, mid: int = 96, dilations: tuple[int, ...] = (1, 1, 2)):
+        super().__init__()
+        self.config = {"mid": mid, "dilations": list(dilations)}  # stored in the model's metadata
+        self.l5 = nn.Conv2d(1280, mid, 1)
+        self.l4 = nn.Conv2d(112, mid, 1)
+        layers: list[nn.Module] = []
+        for d in dilations:  # 3x3 convolutions; the last ones dilated to see more context
+            layers += [nn.Conv2d(mid, mid, 3, padding=d, dilation=d), nn.ReLU()]
+        self.fuse = nn.Sequential(*layers)
+        self.heat = nn.Conv2d(mid, 1, 1)
+        self.size = nn.Conv2d(mid, 2, 1)
+        self.off = nn.Conv2d(mid, 2, 1)
+        nn.init.constant_(self.heat.bias, -4.0)
+
+    def forward(self, c4: torch.Tensor, c5: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        p = self.l4(c4) + F.interpolate(self.l5(c5), scale_factor=2.0, mode="nearest")
+        p = self.fuse(F.relu(p))
+        return self.heat(p), self.size(p), self.off(p)
+
+
+class WholeFrameDetectorNet(nn.Module):
+    """image (N, 3, H, W), H and W multiples of 32 -> the outputs named in ``runtime.contract.DETECTOR_OUTPUTS``:
+    cat heat map (probabilities), box size, box offset, ImageNet logits, ImageNet logits per cell."""
+
+    def __init__(self, net: EfficientNetLite, head: CatHead):
+        super().__init__()
+        self.net = net
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        c4, c5 = backbone_taps(self.net, x)
+        heat, size, off = self.head(c4, c5)
+        fc = self.net.classifier
+        logits = fc(self.net.pool(c5))
+        per_cell = F.conv2d(c5, fc.weight[:, :, None, None], fc.bias)  # the classifier on every cell
+        return torch.sigmoid(heat), size, off, logits, per_cell
+
+
+# --------------------------------------------------------------------------- training
+
+
+def targets(cats: list[tuple[float, float, float, float]], in_size: tuple[int, int]):
+    """CenterNet targets for boxes given as fractions (l, t, r, b) of an input of ``in_size`` (W, H):
+    a Gaussian heat map (1 at each centre cell) and, per cat, (row, col, log w, log h, dx, dy) in cells."""
+    W, H = in_size
+    h, w = H // STRIDE, W // STRIDE
+    heat = np.zeros((h, w), np.float32)
+    reg = []
+    yy, xx = np.mgrid[0:h, 0:w]
+    for (l, t, r, b) in cats:
+        bw, bh = (r - l) * W / STRIDE, (b - t) * H / STRIDE
+        cx, cy = (l + r) / 2 * W / STRIDE, (t + b) / 2 * H / STRIDE
+        ix, iy = min(w - 1, int(cx)), min(h - 1, int(cy))
+        sx, sy = max(0.5, bw / 6), max(0.5, bh / 6)
+        heat = np.maximum(heat, np.exp(-((xx - ix) ** 2) / (2 * sx * sx) - ((yy - iy) ** 2) / (2 * sy * sy)))
+        heat[iy, ix] = 1.0
+        reg.append((iy, ix, math.log(bw), math.log(bh), cx - ix - 0.5, cy - iy - 0.5))
+    return heat, reg
+
+
+def focal_loss(logit: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss on the heat map."""
+    p = torch.sigmoid(logit).clamp(1e-4, 1 - 1e-4)
+    pos = target.eq(1).float()
+    lp = -torch.log(p) * (1 - p) ** 2 * pos
+    ln = -torch.log(1 - p) * p ** 2 * (1 - target) ** 4 * (1 - pos)
+    return (lp.sum() + ln.sum()) / pos.sum().clamp(min=1)
+
+
+def batches(records: list[dict], size: int, rng: np.random.Generator | None = None) -> list[list[dict]]:
+    """Records grouped by input shape into batches (shuffled when ``rng`` is given)."""
+    groups: dict[tuple, list[dict]] = {}
+    for r in records:
+        groups.setdefault(tuple(r["in_size"]), []).append(r)
+    out = []
+    for g in groups.values():
+        idx = rng.permutation(len(g)) if rng is not None else np.arange(len(g))
+        out += [[g[j] for j in idx[i:i + size]] for i in range(0, len(g), size)]
+    return [out[i] for i in rng.permutation(len(out))] if rng is not None else out
+
+
+def _collate(batch: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
+    c4 = torch.from_numpy(np.stack([r["c4"] for r in batch]).astype(np.float32))
+    c5 = torch.from_numpy(np.stack([r["c5"] for r in batch]).astype(np.float32))
+    return c4, c5
+
+
+def train_head(records: list[dict], epochs: int = 20, batch_size: int = 32, lr: float = 3e-3, seed: int = 0,
+               progress=None) -> CatHead:
+    """Train a :class:`CatHead` on cached feature records (``c4``, ``c5``, ``in_size``, ``cats``)."""
+    torch.manual_seed(seed)
+    for r in records:
+        r["target"] = targets(r["cats"], r["in_size"])
+    head = CatHead()
+    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    rng = np.random.default_rng(seed)
+    steps = epochs * len(batches(records, batch_size))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, lr, total_steps=steps, pct_start=0.1)
+    epochs_iter = progress(range(epochs), desc="training the detector head") if progress else range(epochs)
+    for _ in epochs_iter:
+        head.train()
+        total = 0.0
+        for b in batches(records, batch_size, rng):
+            c4, c5 = _collate(b)
+            heat, size, off = head(c4, c5)
+            loss = focal_loss(heat, torch.from_numpy(np.stack([r["target"][0] for r in b]))[:, None])
+            reg = [(i, *t) for i, r in enumerate(b) for t in r["target"][1]]
+            if reg:
+                R = torch.tensor(reg, dtype=torch.float32)
+                n, y, x = R[:, 0].long(), R[:, 1].long(), R[:, 2].long()
+                loss = loss + F.smooth_l1_loss(size[n, :, y, x], R[:, 3:5], beta=0.1) \
+                    + F.smooth_l1_loss(off[n, :, y, x], R[:, 5:7], beta=0.1)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total += loss.item() * len(b)
+        if progress and hasattr(epochs_iter, "set_postfix"):
+            epochs_iter.set_postfix(loss=total / len(records))
+    for r in records:
+        del r["target"]
+    return head.eval()
+
+
+@torch.no_grad()
+def head_outputs(head: CatHead, classifier: nn.Linear, records: list[dict]) -> list[dict[str, np.ndarray]]:
+    """The exported graph's outputs (heat map, size, offset, ImageNet logits per cell) computed from
+    cached features, one record at a time, as the runtime reads them."""
+    from ..runtime.contract import Output
+
+    out = []
+    for r in records:
+        c4, c5 = _collate([r])
+        heat, size, off = head(c4, c5)
+        per_cell = F.conv2d(c5, classifier.weight[:, :, None, None], classifier.bias)
+        out.append({Output.CAT_HEATMAP: torch.sigmoid(heat).numpy(), Output.BOX_SIZE: size.numpy(),
+                    Output.BOX_OFFSET: off.numpy(), Output.IMAGENET_MAP: per_cell.numpy()})
+    return out

@@ -1,0 +1,176 @@
+"""Scene sets for whole-frame cat detection, built from the shared data, deterministic by seed.
+
+Oxford-IIIT Pet cat photos are pasted as whole rectangles (each photo resized) at random sizes
+(15-90 % of the scene's short side) and positions, 1-3 per scene, into cat-free COCO photos of
+every shape (1:1, 4:3, 3:4, 16:9, 9:16, 2:1, 3:1), together with distractor rectangles (Oxford
+dog photos and crops of cat-free COCO photos) so that a rectangle edge alone never means "cat";
+15 % of the scenes hold no cat at all.
+
+The split is strict:
+
+* ``fit``    = Oxford ``trainval`` cats and dogs + the even-indexed half (by sorted name) of the
+  cat-free COCO photos: the detector head is trained and its thresholds chosen on these;
+* ``report`` = Oxford ``test`` cats and dogs + the odd-indexed half: only measured on.
+
+``make_scene(pools, i)`` always gives the same scene for the same (split, i, seed).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..runtime.imaging import load_image
+from .data import data_root, read_coco, read_split
+
+ASPECTS = ((1, 1), (4, 3), (3, 4), (16, 9), (9, 16), (2, 1), (3, 1))  # width:height
+SPLIT_SEED = {"fit": 1_000_003, "report": 2_000_003}
+OXFORD_SPLIT = {"fit": "trainval", "report": "test"}
+
+
+@dataclass
+class Obj:
+    box: tuple[int, int, int, int]  # left, top, right, bottom in scene pixels
+    label: int  # cats: breed index 0..11; distractors: -1
+    name: str  # source photo name (plus crop for COCO distractors)
+    kind: str  # "cat", "dog", "coco"
+
+
+@dataclass
+class Scene:
+    image: Image.Image
+    cats: list[Obj] = field(default_factory=list)
+    distractors: list[Obj] = field(default_factory=list)
+    key: str = ""
+
+    @property
+    def has_cat(self) -> bool:
+        return bool(self.cats)
+
+
+@functools.lru_cache(maxsize=4096)
+def _load(path: Path) -> Image.Image:
+    return load_image(path)
+
+
+class Pools:
+    """The photos one split draws from: Oxford cats (with breed labels from the annotation
+    lines), Oxford dogs and half of the cat-free COCO photos."""
+
+    def __init__(self, split: str, data: str | Path | None = None):
+        if split not in SPLIT_SEED:
+            raise ValueError(f"split must be one of {tuple(SPLIT_SEED)} (got {split!r})")
+        self.split = split
+        root = data_root(data)
+        pets = read_split(root / "oxford-iiit-pet", OXFORD_SPLIT[split], species=None)
+        self.cats = [(p.path, p.label) for p in pets if p.species == "cat"]
+        self.dogs = [p.path for p in pets if p.species == "dog"]
+        free = [c.path for c in read_coco(root / "coco128") if not c.cat_boxes]
+        self.coco = free[0::2] if split == "fit" else free[1::2]
+
+
+def _overlap_ok(box, others, max_frac=0.15) -> bool:
+    for o in others:
+        iw = min(box[2], o[2]) - max(box[0], o[0])
+        ih = min(box[3], o[3]) - max(box[1], o[1])
+        if iw > 0 and ih > 0:
+            inter = iw * ih
+            amin = min((box[2] - box[0]) * (box[3] - box[1]), (o[2] - o[0]) * (o[3] - o[1]))
+            if inter / amin > max_frac:
+                return False
+    return True
+
+
+def _place(rng, W, H, aspect, others, lo=0.15, hi=0.9):
+    """A rectangle of the given aspect whose longer side is lo..hi (log-uniform) of the short scene side."""
+    S = min(W, H)
+    for attempt in range(60):
+        u = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        if attempt > 30:
+            u *= 0.6
+        long_side = max(8, u * S)
+        w, h = (long_side, long_side / aspect) if aspect >= 1 else (long_side * aspect, long_side)
+        w, h = int(round(min(w, W))), int(round(min(h, H)))
+        x = int(rng.integers(0, W - w + 1))
+        y = int(rng.integers(0, H - h + 1))
+        if rng.random() < 0.25:  # touch a left/right edge
+            x = 0 if rng.random() < 0.5 else W - w
+        if rng.random() < 0.25:  # touch a top/bottom edge
+            y = 0 if rng.random() < 0.5 else H - h
+        box = (x, y, x + w, y + h)
+        if _overlap_ok(box, others):
+            return box
+    return None
+
+
+def _crop_aspect(rng, img: Image.Image, aspect: float, min_frac=0.6) -> Image.Image:
+    w, h = img.size
+    if w / h > aspect:
+        ch, cw = h, h * aspect
+    else:
+        cw, ch = w, w / aspect
+    f = rng.uniform(min_frac, 1.0)
+    cw, ch = cw * f, ch * f
+    x = rng.uniform(0, w - cw)
+    y = rng.uniform(0, h - ch)
+    return img.crop((int(x), int(y), int(x + cw), int(y + ch)))
+
+
+def make_scene(pools: Pools, index: int, seed: int = 0) -> Scene:
+    rng = np.random.default_rng([SPLIT_SEED[pools.split], seed, index])
+    aw, ah = ASPECTS[int(rng.integers(len(ASPECTS)))]
+    long_side = int(rng.integers(1000, 1601))
+    W, H = (long_side, int(round(long_side * ah / aw))) if aw >= ah else (int(round(long_side * aw / ah)), long_side)
+    bg_name = pools.coco[int(rng.integers(len(pools.coco)))]
+    bg = _crop_aspect(rng, _load(bg_name), W / H).resize((W, H), Image.BILINEAR)
+    if rng.random() < 0.5:
+        bg = bg.transpose(Image.FLIP_LEFT_RIGHT)
+    scene = Scene(bg, key=f"{pools.split}/{seed}/{index}")
+    cat_free = rng.random() < 0.15
+    n_cats = 0 if cat_free else int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.20]))
+    n_dis = int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])) if cat_free else int(rng.choice([0, 1, 2], p=[0.4, 0.35, 0.25]))
+    placed: list[tuple] = []
+    for _ in range(n_dis):  # distractors first, cats on top
+        if rng.random() < 0.6:
+            name = pools.dogs[int(rng.integers(len(pools.dogs)))]
+            src, kind = _load(name), "dog"
+        else:
+            name = pools.coco[int(rng.integers(len(pools.coco)))]
+            src = _crop_aspect(rng, _load(name), float(np.exp(rng.uniform(np.log(0.6), np.log(1.7)))), 0.3)
+            kind = "coco"
+        box = _place(rng, W, H, src.width / src.height, placed)
+        if box is None:
+            continue
+        scene.image.paste(src.resize((box[2] - box[0], box[3] - box[1]), Image.BILINEAR), box[:2])
+        placed.append(box)
+        scene.distractors.append(Obj(box, -1, Path(name).stem, kind))
+    cat_idx = rng.choice(len(pools.cats), size=n_cats, replace=False) if n_cats else []
+    for ci in cat_idx:
+        name, breed = pools.cats[int(ci)]
+        src = _load(name)
+        if rng.random() < 0.5:
+            src = src.transpose(Image.FLIP_LEFT_RIGHT)
+        box = _place(rng, W, H, src.width / src.height, [c.box for c in scene.cats] + placed[:0])
+        # cats may cover distractors but must not hide each other (overlap <= 15 % of the smaller)
+        if box is None:
+            continue
+        scene.image.paste(src.resize((box[2] - box[0], box[3] - box[1]), Image.BILINEAR), box[:2])
+        scene.cats.append(Obj(box, breed, Path(name).stem, "cat"))
+    # distractors that are now mostly hidden under a cat are no longer meaningful; drop them from the record
+    scene.distractors = [d for d in scene.distractors if _overlap_ok(d.box, [c.box for c in scene.cats], 0.5)]
+    return scene
+
+
+def plain_items(pools: Pools, kind: str):
+    """Whole photos as scenes: kind "cat" (1 cat, box = whole photo), "dog" or "coco" (cat-free)."""
+    if kind == "cat":
+        for path, breed in pools.cats:
+            img = _load(path)
+            yield Scene(img, [Obj((0, 0, img.width, img.height), breed, path.stem, "cat")], key=f"plain/{path.stem}")
+    else:
+        for path in pools.dogs if kind == "dog" else pools.coco:
+            yield Scene(_load(path), key=f"plain/{kind}/{path.stem}")
