@@ -7,10 +7,13 @@ so a photo that cannot be read is an error row, not a failed task. The driver st
 result rows back (``iter_batches``) and writes them with the same sinks as the local engine, so
 progress, ``--resume`` and the output format do not depend on the engine.
 
-Resources: every actor reserves ``cpus_per_actor`` CPUs (default 0.5). With 1 CPU per actor,
-a pool as large as the machine takes every CPU and Ray Data's other tasks can never be scheduled:
-on a 2-CPU machine a 2-actor pool then hangs ("3/2 CPU", backpressured). Half a CPU each leaves
-room for them while the actors still use the cores through ONNX Runtime's threads.
+Resources: every actor reserves ``cpus_per_actor`` CPUs (default 0.5). With 1 CPU per actor, a
+pool as large as the machine reserves every CPU, and a Ray Data read stage (``read_binary_files``)
+can then never be scheduled: a toy pipeline on a 2-CPU machine hung that way ("3/2 CPU",
+backpressured; issue 11). This pipeline has no read tasks (the paths come from the driver; actors
+read the files) and also runs with 2 actors x 1 CPU on 2 CPUs, but half a CPU each keeps room for
+Ray's own tasks and for other work on a shared cluster, while the actors still use the cores
+through ONNX Runtime's threads.
 
 On a cluster, every node needs catscanner installed (``pip install "catscanner[ray]"``), the same
 models (each actor checks the model version against the driver's) and access to the photos:

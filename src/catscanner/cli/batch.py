@@ -48,8 +48,8 @@ def batch(
     actors: Annotated[Optional[int], typer.Option(help="Ray: scanner actors, each loading the models once "
                                                        "(default: one per CPU of the cluster).", min=1)] = None,
     cpus_per_actor: Annotated[float, typer.Option(
-        help="Ray: CPUs each actor reserves. Below 1 leaves room for Ray Data's own tasks; a pool reserving "
-             "every CPU can hang.", min=0.01)] = 0.5,
+        help="Ray: CPUs each actor reserves. Below 1 leaves room for Ray's own tasks: a Ray Data pipeline "
+             "whose actors reserve every CPU can stall.", min=0.01)] = 0.5,
     ray_address: Annotated[Optional[str], typer.Option(
         help="Ray: address of a running cluster (e.g. ray://head:10001 or auto); default: start a local "
              "Ray instance with every CPU and stop it afterwards.")] = None,
@@ -119,14 +119,19 @@ class _Progress:
 
     def update(self, summary, row) -> None:
         now = time.perf_counter()
-        rate = summary.scanned / (now - self.t0) if now > self.t0 else 0.0
+        if summary.scanned == 1:  # the pace is measured from the first result on (start-up excluded)
+            self.t0, self.last_line = now, now
+        span = now - self.t0
+        rate = (summary.scanned - 1) / span if span >= 1.0 else float("nan")
         if self.live is not None:
             failed = f"{summary.failed} failed" if summary.failed else ""
-            self.live.update(self.task, completed=summary.scanned, rate=f"{rate:.1f}", failed=failed)
+            self.live.update(self.task, completed=summary.scanned, rate=f"{rate:.1f}" if rate == rate else "–",
+                             failed=failed)
         elif now - self.last_line >= PLAIN_PROGRESS_SECONDS or summary.scanned == summary.to_scan:
             self.last_line = now
             left = (summary.to_scan - summary.scanned) / rate if rate > 0 else float("nan")
-            print(f"scanning: {summary.scanned}/{summary.to_scan} photos, {rate:.1f} photos/s, "
+            pace = f"{rate:.1f}" if rate == rate else "–"
+            print(f"scanning: {summary.scanned}/{summary.to_scan} photos, {pace} photos/s, "
                   f"{summary.failed} failed, {_duration(left)} left", file=sys.stderr, flush=True)
 
     def stop(self) -> None:
