@@ -114,6 +114,7 @@ def test_local_engine_matches_scan_json(list_file, baseline, bad_photos, tmp_pat
     assert "not_an_image 1" in result.output and "empty 1" in result.output
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # Ray Data's own deprecated settings
 def test_ray_engine_matches_scan_json(photos, bad_photos, baseline, tmp_path):
     """Ray Data on a local 2-CPU instance, 2 actors; the sources given as arguments, output JSONL."""
     out = tmp_path / "results.jsonl"
@@ -258,3 +259,18 @@ def test_batch_keeps_the_layering_and_the_plain_install_light():
     code = ("import sys; from catscanner.cli import app; from catscanner.batch import run, local, sinks, rows; "
             "assert not {'pyarrow', 'ray'} & set(sys.modules), sorted({'pyarrow', 'ray'} & set(sys.modules))")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_a_missing_extra_is_a_clear_usage_error(cat_photo, tmp_path, monkeypatch):
+    """Without pyarrow, JSONL still works and Parquet says what to install; without Ray, --engine ray does."""
+    for name in ("pyarrow", "pyarrow.parquet", "pyarrow.dataset", "pyarrow.fs", "ray", "ray.data"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as if not installed
+    result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(tmp_path / "r.parquet")])
+    assert result.exit_code == 2 and 'pip install "catscanner[batch]"' in result.output
+    result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(tmp_path / "r.jsonl"), "--engine", "ray"])
+    assert result.exit_code == 2 and 'pip install "catscanner[ray]"' in result.output
+    result = CliRunner().invoke(app, ["batch", "s3://bucket/photos/", "--output", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 2 and "needs pyarrow" in result.output
+    result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(tmp_path / "r.jsonl")])
+    assert result.exit_code == 0, result.output
+    assert read_rows(tmp_path / "r.jsonl")[0]["n_cats"] >= 1

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from ..errors import CatScannerError
 from ..runtime.breeds import DEFAULT_BREED_THRESHOLD
@@ -71,7 +72,7 @@ def batch(
     try:
         version = model_version(ModelFiles.resolve(models))
     except CatScannerError as e:
-        fail(str(e))
+        fail(escape(str(e)))
     options = BatchOptions(model_version=version, models=models, threshold=threshold, batch_size=batch_size,
                            threads=threads, actors=actors, cpus_per_actor=cpus_per_actor, ray_address=ray_address)
     progress = _Progress()
@@ -81,12 +82,12 @@ def batch(
                             on_start=progress.start, on_row=progress.update)
     except BatchError as e:
         progress.stop()
-        fail(str(e))
+        fail(escape(str(e)))  # messages hold [extras] and paths: not rich markup
     except (Exception, KeyboardInterrupt) as e:  # the engine failed (e.g. a Ray node was lost)
         progress.stop()
         interrupted = isinstance(e, KeyboardInterrupt)
-        err_console.print(f"[red]error:[/red] the run stopped: {'interrupted' if interrupted else f'{type(e).__name__}: {e}'}",
-                          highlight=False)
+        reason = "interrupted" if interrupted else escape(f"{type(e).__name__}: {e}")
+        err_console.print(f"[red]error:[/red] the run stopped: {reason}", highlight=False)
         err_console.print(f"The photos scanned until then are in {output}: rerun the same command with --resume "
                           "to scan the rest.", highlight=False, markup=False)
         raise typer.Exit(130 if interrupted else 1) from None
