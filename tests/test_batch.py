@@ -274,3 +274,29 @@ def test_a_missing_extra_is_a_clear_usage_error(cat_photo, tmp_path, monkeypatch
     result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(tmp_path / "r.jsonl")])
     assert result.exit_code == 0, result.output
     assert read_rows(tmp_path / "r.jsonl")[0]["n_cats"] >= 1
+
+
+def test_resume_repairs_what_a_kill_can_leave(tmp_path):
+    """A half-written last JSONL line is cut off; a half-written Parquet part (hidden temporary
+    name) is ignored by readers and deleted; nothing complete is touched."""
+    from catscanner.batch.sinks import open_sink
+
+    row = {"path": "/p/a.jpg", "size": 1, "mtime_ns": 2, "model_version": "v"}
+    jsonl = tmp_path / "r.jsonl"
+    whole = (json.dumps(row) + "\n" + json.dumps({**row, "path": "/p/b.jpg"}) + "\n").encode()
+    jsonl.write_bytes(whole + b'{"path": "/p/c.jpg", "si')
+    sink = open_sink(str(jsonl), resume=True)
+    assert sink.done_keys() == ({("/p/a.jpg", 1, 2), ("/p/b.jpg", 1, 2)}, {"v"})
+    sink.close()
+    assert jsonl.read_bytes() == whole
+
+    jsonl.write_bytes(b"{broken\n" + whole)
+    with pytest.raises(Exception, match="broken line in the middle"):
+        open_sink(str(jsonl), resume=True)
+
+    out = tmp_path / "r.parquet"
+    out.mkdir()
+    (out / ".inflight-part-x.parquet").write_bytes(b"PAR1 half written")
+    sink = open_sink(str(out), resume=True)
+    assert not (out / ".inflight-part-x.parquet").exists()
+    assert sink.done_keys() == (set(), set())
