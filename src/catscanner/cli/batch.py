@@ -11,6 +11,7 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
+from ..batch.options import DEFAULT_CPUS_PER_ACTOR, DEFAULT_FLUSH_EVERY
 from ..errors import CatScannerError
 from ..runtime.breeds import DEFAULT_BREED_THRESHOLD
 from .common import err_console, fail
@@ -42,7 +43,7 @@ def batch(
     batch_size: Annotated[int, typer.Option(help="Photos per inference batch.", min=1, max=256)] = 8,
     flush_every: Annotated[int, typer.Option(
         help="Append the rows to OUT every N photos (and at least once a minute): the most a killed run loses.",
-        min=1)] = 1000,
+        min=1)] = DEFAULT_FLUSH_EVERY,
     threads: Annotated[Optional[int], typer.Option(
         help="ONNX Runtime threads per scanner (default: all cores for local; CPUs / actors for ray).",
         min=1, max=256)] = None,
@@ -50,7 +51,7 @@ def batch(
                                                        "(default: one per CPU of the cluster).", min=1)] = None,
     cpus_per_actor: Annotated[float, typer.Option(
         help="Ray: CPUs each actor reserves. Below 1 leaves room for Ray's own tasks: a Ray Data pipeline "
-             "whose actors reserve every CPU can stall.", min=0.01)] = 0.5,
+             "whose actors reserve every CPU can stall.", min=0.01)] = DEFAULT_CPUS_PER_ACTOR,
     ray_address: Annotated[Optional[str], typer.Option(
         help="Ray: address of a running cluster (e.g. ray://head:10001 or auto); default: start a local "
              "Ray instance with every CPU and stop it afterwards.")] = None,
