@@ -22,6 +22,25 @@ MAX_THREADS = 256
 ModelsOption = Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")]
 ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads for inference (default: all cores).",
                                                       min=1, max=MAX_THREADS)]
+RuntimeOption = Annotated[Optional[str], typer.Option(
+    help="Inference runtime: auto (OpenVINO where installed and the CPU has native bf16, else ONNX Runtime), "
+         "openvino or onnxruntime "
+         "(default: env CATSCAN_RUNTIME, else auto).")]
+PrecisionOption = Annotated[Optional[str], typer.Option(
+    help="Inference precision: auto (bf16 where the CPU and runtime compute it natively, else f32), f32 or bf16 "
+         "(default: env CATSCAN_PRECISION, else auto).")]
+
+
+def _runtime_choice(runtime: str | None, precision: str | None) -> tuple[str, str]:
+    """``--runtime`` / ``--precision`` checked (usage error, exit 2, if unknown or not installed)."""
+    from ..runtime.engine import AUTO, choose_precision, choose_runtime
+
+    try:
+        chosen = choose_runtime(runtime)
+        choose_precision(chosen, precision)
+    except CatScannerError as e:
+        fail(str(e))
+    return runtime or AUTO, precision or AUTO
 
 
 def expand_paths(paths: list[Path]) -> tuple[list[Path], list[ScanResult]]:
@@ -114,6 +133,8 @@ def scan(
     threads: ThreadsOption = None,
     batch_size: Annotated[int, typer.Option(help="Photos per inference batch.", min=1, max=256)] = 8,
     annotate: Annotated[Optional[Path], typer.Option(help="Also save each photo, full size, with every cat's box and breeds drawn on it, into this folder.")] = None,
+    runtime: RuntimeOption = None,
+    precision: PrecisionOption = None,
 ) -> None:
     """Scan photos: is there a cat, where is each one, and what breed mix is it?
 
@@ -122,6 +143,7 @@ def scan(
     from ..progress import progress_bar
     from ..runtime.scanner import Scanner
 
+    runtime, precision = _runtime_choice(runtime, precision)
     files, failures = expand_paths(paths)
     if not files and not failures:
         fail("no photos found in the paths given.")
@@ -133,7 +155,7 @@ def scan(
         if not os.access(annotate, os.W_OK):
             fail(f"{annotate} is not writable: choose a folder you can write to.")
     try:
-        scanner = Scanner(models, threads=threads)
+        scanner = Scanner(models, threads=threads, runtime=runtime, precision=precision)
     except CatScannerError as e:
         fail(str(e))
     # The bar goes to stderr. With --json on a terminal the JSON lines are the progress;
@@ -179,6 +201,8 @@ def serve(
     models: ModelsOption = None,
     max_upload_mb: Annotated[Optional[float], typer.Option(help="Largest photo accepted, in MiB (default 10; env CATSCAN_MAX_UPLOAD_BYTES).", min=0.01)] = None,
     max_queue: Annotated[Optional[int], typer.Option(help="Photos that may wait for a free thread before the server answers 503 (busy); default 16.", min=0)] = None,
+    runtime: RuntimeOption = None,
+    precision: PrecisionOption = None,
 ) -> None:
     """Run the web app: the page at http://HOST:PORT/, the JSON API at /api/v1/scan, docs at /docs."""
     import logging
@@ -186,7 +210,15 @@ def serve(
     import uvicorn
 
     from ..runtime.contract import ModelFiles
+    from ..runtime.engine import ENV_PRECISION, ENV_RUNTIME
     from ..web import Settings, create_app
+
+    # The app's Scanner reads these (load_model's "auto" takes the environment), as from the shell.
+    if runtime:
+        os.environ[ENV_RUNTIME] = runtime
+    if precision:
+        os.environ[ENV_PRECISION] = precision
+    _runtime_choice(runtime, precision)
 
     if models is not None:
         try:
