@@ -7,17 +7,19 @@ OpenVINO, f32 / bf16 / int8. Findings: benchmarks/FINDINGS.md, "Runtime and prec
     python benchmarks/runtimes.py accuracy [--models DIR] [--split test] [--configs ...] [--int8 ...]
     python benchmarks/runtimes.py shapes   [--models DIR]      # OpenVINO: one dynamic compile vs one per shape
     python benchmarks/runtimes.py coldstart [--rounds 5]       # fresh process -> both models loaded -> first result
+    python benchmarks/runtimes.py frames   [--configs ...]     # whole-frame detector: each input shape, first and steady
 
 A config is RUNTIME:PRECISION[:static] (ort = onnxruntime, ov = openvino; precision f32, bf16 or
-int8, int8 needing ``--int8 MODEL=FILE``, a quantized OpenVINO IR from ``quantize_ov.py``).
+int8[@NAME], int8 needing ``--int8 MODEL=FILE`` (or ``NAME=FILE``), a quantized OpenVINO IR from
+``quantize_ov.py``; ``static``: OpenVINO compiled once per input shape).
 Configurations are interleaved round by round (A B C A B C ..., the order rotating each round) so
 that a background load that comes and goes hits every one alike; per-photo wall time (median and
 10th percentile) and process CPU time are reported, with the load average and the busiest other
 processes, because this machine is shared.
 
-OpenVINO cannot read ``detector.onnx`` as exported today (ONNX opset 17 ``ReduceLogSumExp``, whose
-``axes`` attribute OpenVINO's ONNX reader ignores); for measurement only, ``speed`` converts it to
-opset 18 (needs the ``onnx`` package) and says so.
+OpenVINO could not read the centre-crop ``detector.onnx`` exported before the whole-frame one (ONNX
+opset 17 ``ReduceLogSumExp``, whose ``axes`` attribute OpenVINO's ONNX reader ignores); for
+measurement only, ``speed`` converts such a file to opset 18 (needs the ``onnx`` package) and says so.
 """
 
 from __future__ import annotations
@@ -78,11 +80,11 @@ def load(config: str, path: Path, threads: int, int8: dict[str, Path]) -> Model:
         if precision != "f32":
             raise SystemExit(f"{config}: ONNX Runtime runs f32 only here")
         return OrtModel(path, threads)
-    if precision == "int8":
-        kind = "detector" if "detector" in path.name else "breeds"
-        if kind not in int8:
-            raise SystemExit(f"{config}: pass --int8 {kind}=FILE.xml (made by benchmarks/quantize_ov.py)")
-        return OpenVinoModel(int8[kind], threads, "f32", static_shapes=static)
+    if precision.startswith("int8"):  # int8 or int8@NAME (--int8 NAME=FILE), to compare several
+        key = precision.partition("@")[2] or ("detector" if "detector" in path.name else "breeds")
+        if key not in int8:
+            raise SystemExit(f"{config}: pass --int8 {key}=FILE.xml (made by benchmarks/quantize_ov.py)")
+        return OpenVinoModel(int8[key], threads, "f32", static_shapes=static)
     return OpenVinoModel(path, threads, precision, static_shapes=static)
 
 
@@ -105,7 +107,7 @@ def speed(args) -> dict:
     files = ModelFiles.resolve(args.models)
     int8 = dict(kv.split("=", 1) for kv in args.int8)
     int8 = {k: Path(v) for k, v in int8.items()}
-    photos = [load_image(it.path) for it in test_photos("test", args.photos)]
+    photos = [load_image(it.path) for it in test_photos("test", args.photos * 3)]
     report: dict = {"command": " ".join(sys.argv), "before": machine_state(), "threads": args.threads,
                     "photos": len(photos), "rounds": args.rounds, "notes": [], "results": []}
     work = Path(tempfile.mkdtemp(prefix="catscan-rt-"))
@@ -117,7 +119,12 @@ def speed(args) -> dict:
             report["notes"].append(note)
         models = {c: load(c, readable, args.threads, int8) for c in args.configs}
         spec = next(iter(models.values())).preprocess
-        x = np.stack([preprocess(img, spec) for img in photos])
+        arrays = [preprocess(img, spec) for img in photos]
+        # A whole-frame detector's input follows each photo's shape: time the most common one.
+        shapes_seen = [a.shape for a in arrays]
+        common = max(set(shapes_seen), key=shapes_seen.count)
+        x = np.stack([a for a in arrays if a.shape == common][:args.photos])
+        report["notes"].append(f"{path.name}: {len(x)} photos of input shape {common}")
         for batch in args.batch:
             wall: dict[str, list[float]] = {c: [] for c in models}
             cpu: dict[str, list[float]] = {c: [] for c in models}
@@ -227,6 +234,41 @@ def shapes(args) -> dict:
     return report
 
 
+FRAMES = [(256, 352), (352, 256), (256, 384), (224, 384), (160, 640), (320, 320)]
+
+
+def frames(args) -> dict:
+    """The whole-frame detector at the input shapes photos of every shape give: the first run at a
+    new shape (OpenVINO prepares its kernels then) and the steady per-photo time, per runtime."""
+    files = ModelFiles.resolve(args.models)
+    report: dict = {"command": " ".join(sys.argv), "before": machine_state(), "results": []}
+    models = {c: load(c, files.detector, args.threads, {}) for c in args.configs}
+    if any(d is not None for d in next(iter(models.values())).input_shape[2:]):
+        raise SystemExit(f"{files.detector.name} has a fixed input size: nothing to sweep")
+    rs = np.random.RandomState(0)
+    xs = {hw: rs.uniform(-1, 1, (1, 3, *hw)).astype(np.float32) for hw in FRAMES}
+    for hw in FRAMES:
+        for c, m in models.items():
+            t = time.perf_counter()
+            m.run(xs[hw])
+            report["results"].append({"config": c, "shape": hw, "first_ms": round((time.perf_counter() - t) * 1000, 1)})
+    times: dict = {}
+    for _ in range(args.rounds):
+        for hw in FRAMES:
+            for c, m in models.items():
+                t = time.perf_counter()
+                m.run(xs[hw])
+                times.setdefault((c, hw), []).append((time.perf_counter() - t) * 1000)
+    for row in report["results"]:
+        v = times[(row["config"], row["shape"])]
+        row["ms_p50"], row["ms_p10"] = round(float(np.median(v)), 2), round(float(np.percentile(v, 10)), 2)
+        print(f"{row['config']:16} {str(row['shape']):11} first run {row['first_ms']:7.1f} ms   "
+              f"then p50 {row['ms_p50']:6.2f} ms  p10 {row['ms_p10']:6.2f} ms")
+    report["after"] = machine_state()
+    print("load average before", report["before"]["loadavg"], "after", report["after"]["loadavg"])
+    return report
+
+
 COLD = """
 import sys, time
 t0 = float(sys.argv[1])
@@ -262,7 +304,7 @@ def coldstart(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["speed", "accuracy", "shapes", "coldstart"])
+    ap.add_argument("what", choices=["speed", "accuracy", "shapes", "coldstart", "frames"])
     ap.add_argument("--models", type=Path, default=None)
     ap.add_argument("--configs", nargs="+", default=None)
     ap.add_argument("--int8", nargs="*", default=[], metavar="MODEL=FILE")
@@ -280,7 +322,8 @@ def main() -> None:
         args.photos = 16
     if args.what == "coldstart" and args.rounds == 20:
         args.rounds = 5
-    report = {"speed": speed, "accuracy": accuracy, "shapes": shapes, "coldstart": coldstart}[args.what](args)
+    report = {"speed": speed, "accuracy": accuracy, "shapes": shapes, "coldstart": coldstart,
+              "frames": frames}[args.what](args)
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=1))
 
