@@ -11,19 +11,19 @@ import sys
 
 import numpy as np
 
-from catscanner.breeds import BreedClassifier
-from catscanner.evaluate import breed_metrics, breed_split
-from catscanner.imaging import map_batches
-from catscanner.onnx_model import OnnxModel
+from catscanner.runtime.breeds import BreedClassifier
+from catscanner.runtime.onnx_model import OnnxModel
+from catscanner.training.data import map_batches, oxford_root
+from catscanner.training.evaluate import breed_metrics, breed_split
 
-DATA = "../shared/data/oxford-iiit-pet"
+DATA = oxford_root()
 
 
 def main(split: str, paths: list[str]) -> None:
     members = []
     for path in paths:
         clf = BreedClassifier(OnnxModel(path, 2))
-        items = breed_split(DATA, split, clf.model.meta["config"])
+        items = breed_split(DATA, split, clf.model.meta.details["config"])
         y = np.array([it.label for it in items])
 
         def run(batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -90,7 +90,7 @@ def fit_detector(
     data: Annotated[Optional[Path], typer.Option(help="Folder holding oxford-iiit-pet/ and coco128/ (default $CATSCAN_DATA or ../shared/data).")] = None,
     out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("src/catscanner/models/detector.onnx"),
     scenes: Annotated[int, typer.Option(help="Composite scenes to train on (besides the plain photos).", min=0)] = 4000,
-    epochs: Annotated[int, typer.Option(help="Training epochs of the detector head.", min=1)] = 15,
+    epochs: Annotated[int, typer.Option(help="Training epochs of the detector head.", min=1)] = 6,
     threads: Annotated[int, typer.Option(help="CPU threads.", min=1, max=256)] = 2,
     seed: Annotated[int, typer.Option(help="Random seed (scenes and training).")] = 0,
 ) -> None:
@@ -190,20 +190,26 @@ def evaluate_detector(
 
 
 def bench(
-    photos: Annotated[Optional[int], typer.Option(help="Test photos to use (default 200; 16 with --quick).", min=1)] = None,
+    photos: Annotated[Optional[int], typer.Option(help="Oxford test photos (default 200; 8 with --quick).", min=1)] = None,
+    shape_photos: Annotated[Optional[int], typer.Option(help="Photos of each generated shape: 640x480, 12 MP, 3:1 panorama, 9:16 portrait (default 20; 2 with --quick).", min=1)] = None,
+    rounds: Annotated[Optional[int], typer.Option(help="Interleaved rounds (default 3; 2 with --quick).", min=1)] = None,
     threads: Annotated[int, typer.Option(help="CPU threads for both pipelines.", min=1)] = 2,
+    runtime: Annotated[str, typer.Option(help="Cat Scanner's runtime: auto, openvino or onnxruntime (as Scanner(runtime=...)).")] = "auto",
+    precision: Annotated[str, typer.Option(help="Cat Scanner's precision: auto, f32 or bf16 (as Scanner(precision=...)).")] = "auto",
     json_out: Annotated[Path, typer.Option(help="Where to write the JSON report.")] = Path("bench.json"),
-    quick: Annotated[bool, typer.Option(help="A short run (few photos, one round).")] = False,
-    data: Annotated[Optional[Path], typer.Option(help="Oxford-IIIT Pet folder (default $CATSCAN_DATA or ../shared/data/oxford-iiit-pet).")] = None,
+    quick: Annotated[bool, typer.Option(help="A short run (few photos, two rounds).")] = False,
+    data: Annotated[Optional[Path], typer.Option(help="Oxford-IIIT Pet folder (default $CATSCAN_DATA or ../shared/data/oxford-iiit-pet; coco128 beside it).")] = None,
     models: Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")] = None,
     batch_size: Annotated[int, typer.Option(help="Photos per batch for the throughput test.", min=1)] = 8,
     reference_breeds: Annotated[str, typer.Option(help="always: the reference's breed net runs on every photo; cats: only on photos labelled cat.")] = "always",
 ) -> None:
-    """Benchmark Cat Scanner against the reference (2x ResNet-50, PyTorch eager) on the same photos."""
+    """Benchmark Cat Scanner against the reference (2x ResNet-50, PyTorch eager), interleaved in one run,
+    on Oxford photos and on 640x480, 12 MP, panorama and portrait photos."""
     from ..bench import run_bench
 
     try:
-        run_bench(photos=photos, threads=threads, json_out=json_out, quick=quick, data=data, models=models,
+        run_bench(photos=photos, shape_photos=shape_photos, rounds=rounds, threads=threads, runtime=runtime,
+                  precision=precision, json_out=json_out, quick=quick, data=data, models=models,
                   batch_size=batch_size, reference_breeds=reference_breeds)
     except (CatScannerError, ValueError, FileNotFoundError, RuntimeError) as e:
         fail(str(e))

@@ -74,7 +74,6 @@ class Scanner:
             BreedClassifier(load_model(files.breeds, threads, runtime, precision))
         self.breed_threshold = breed_threshold
         self.max_pixels, self.min_side, self.max_file_bytes = max_pixels, min_side, max_file_bytes
-        self._decode_hint = DECODE_SHORT_SIDE
 
     # ---------------------------------------------------------------- decoding
     def load(self, image: ImageInput, *, full_size: bool = False) -> Image.Image:
@@ -107,7 +106,7 @@ class Scanner:
                 f"Cat Scanner scans a file path, the bytes of a photo, a binary file object, a PIL image "
                 f"or a uint8 NumPy array; got {type(image).__name__}."
             )
-        return decode_image(data, **limits, draft_short_side=None if full_size else self._decode_hint)
+        return decode_image(data, **limits, draft_short_side=None if full_size else DECODE_SHORT_SIDE)
 
     # ---------------------------------------------------------------- scanning
     def scan(self, image: ImageInput, *, threshold: float | None = None, source: str | None = None) -> ScanResult:

@@ -172,7 +172,7 @@ def split_by_cat(records: list[dict], held_share: int = 5) -> tuple[list[dict], 
     return train, held_out
 
 
-def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epochs: int = 15,
+def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epochs: int = 6,
                  threads: int = 2, seed: int = 0) -> dict:
     """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report."""
     torch.set_num_threads(threads)
