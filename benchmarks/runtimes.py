@@ -4,7 +4,8 @@ OpenVINO, f32 / bf16 / int8. Findings: benchmarks/FINDINGS.md, "Runtime and prec
     python benchmarks/runtimes.py speed    [--models DIR] [--photos 16] [--rounds 20] [--threads 2]
                                            [--batch 1 8] [--configs ort:f32 ov:f32 ov:bf16 ...]
                                            [--int8 breeds=FILE.xml ...] [--json-out FILE]
-    python benchmarks/runtimes.py accuracy [--models DIR] [--split test] [--configs ...] [--int8 ...]
+    python benchmarks/runtimes.py accuracy [--models DIR] [--split test] [--configs ...] [--int8 ...]   # breeds
+    python benchmarks/runtimes.py detector [--photos N] [--configs ov:f32 ov:bf16]   # scans vs ONNX Runtime f32
     python benchmarks/runtimes.py shapes   [--models DIR]      # OpenVINO: one dynamic compile vs one per shape
     python benchmarks/runtimes.py coldstart [--rounds 5]       # fresh process -> both models loaded -> first result
     python benchmarks/runtimes.py frames   [--configs ...]     # whole-frame detector: each input shape, first and steady
@@ -234,6 +235,48 @@ def shapes(args) -> dict:
     return report
 
 
+def _iou(a, b) -> float:
+    iw = max(0, min(a.right, b.right) - max(a.left, b.left))
+    ih = max(0, min(a.bottom, b.bottom) - max(a.top, b.top))
+    union = (a.right - a.left) * (a.bottom - a.top) + (b.right - b.left) * (b.bottom - b.top) - iw * ih
+    return iw * ih / union if union > 0 else 1.0
+
+
+def detector(args) -> dict:
+    """Scans on each config against ONNX Runtime f32: verdicts identical (goal >= 99.5 %) on the test
+    photos (cats and dogs) and on the COCO photos without a cat, and each f32 cat's best box IoU
+    (goal >= 0.9)."""
+    from catscanner.runtime.scanner import Scanner
+    from catscanner.training.data import data_root, read_coco
+
+    sets = {"test": [it.path for it in test_photos("test", args.photos, species=None)],
+            "no_cat": [c.path for c in read_coco(data_root() / "coco128") if not c.cat_boxes]}
+    report: dict = {"command": " ".join(sys.argv), "n": {k: len(v) for k, v in sets.items()}, "results": {}}
+    scans = {}
+    for c in ["ort:f32"] + [c for c in args.configs if c != "ort:f32"]:
+        runtime, precision = SHORT[c.split(":")[0]], c.split(":")[1]
+        scanner = Scanner(args.models, threads=args.threads, runtime=runtime, precision=precision)
+        scans[c] = {k: list(scanner.scan_many(v)) for k, v in sets.items()}
+        if c == "ort:f32":
+            continue
+        row: dict = {"runtime": scanner.detector.model.runtime, "precision": scanner.detector.model.precision}
+        ious = []
+        for k in sets:
+            pairs = list(zip(scans["ort:f32"][k], scans[c][k]))
+            row[f"verdict_agreement_{k}"] = float(np.mean([a.is_cat == b.is_cat for a, b in pairs]))
+            row[f"changed_{k}"] = [str(a.path) for a, b in pairs if a.is_cat != b.is_cat]
+            ious += [max((_iou(cat.box, o.box) for o in b.cats), default=0.0)
+                     for a, b in pairs if a.is_cat and b.is_cat for cat in a.cats]
+        row.update({"boxes": len(ious), "box_iou_min": float(min(ious, default=1.0)),
+                    "box_iou_p5": float(np.percentile(ious, 5)) if ious else 1.0})
+        report["results"][c] = row
+        print(f"{c:14} {row['runtime']:11} {row['precision']:5} verdicts identical: test "
+              f"{row['verdict_agreement_test']:.4f} ({len(sets['test'])}), no-cat {row['verdict_agreement_no_cat']:.4f} "
+              f"({len(sets['no_cat'])}); box IoU min {row['box_iou_min']:.3f}, p5 {row['box_iou_p5']:.3f} "
+              f"over {row['boxes']} cats", flush=True)
+    return report
+
+
 FRAMES = [(256, 352), (352, 256), (256, 384), (224, 384), (160, 640), (320, 320)]
 
 
@@ -304,7 +347,7 @@ def coldstart(args) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["speed", "accuracy", "shapes", "coldstart", "frames"])
+    ap.add_argument("what", choices=["speed", "accuracy", "detector", "shapes", "coldstart", "frames"])
     ap.add_argument("--models", type=Path, default=None)
     ap.add_argument("--configs", nargs="+", default=None)
     ap.add_argument("--int8", nargs="*", default=[], metavar="MODEL=FILE")
@@ -323,7 +366,7 @@ def main() -> None:
     if args.what == "coldstart" and args.rounds == 20:
         args.rounds = 5
     report = {"speed": speed, "accuracy": accuracy, "shapes": shapes, "coldstart": coldstart,
-              "frames": frames}[args.what](args)
+              "frames": frames, "detector": detector}[args.what](args)
     if args.json_out:
         args.json_out.write_text(json.dumps(report, indent=1))
 
