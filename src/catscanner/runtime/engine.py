@@ -6,20 +6,21 @@
   threads that sleep instead of spinning; float32 only.
 * **OpenVINO** (``runtime="openvino"``, ``pip install "catscanner[openvino]"``): the ONNX file
   compiled for the CPU with ``INFERENCE_NUM_THREADS=threads`` and ``PERFORMANCE_HINT=LATENCY``,
-  one compiled model per input shape (cached), in bfloat16 where the CPU computes it natively
-  (AVX-512 BF16 or AMX) and float32 elsewhere.
+  once, keeping the file's dynamic dimensions (batch; a whole-frame detector's height and width),
+  in bfloat16 where the CPU computes it natively (AVX-512 BF16 or AMX) and float32 elsewhere.
 
 ``"auto"`` takes the environment variable ``CATSCAN_RUNTIME`` / ``CATSCAN_PRECISION`` when set,
-else OpenVINO when it is installed and the CPU computes bf16 natively (where it was measured 2-3x
-faster), else ONNX Runtime (OpenVINO if it is the only one installed); an explicit argument wins
-over the environment. ``CATSCAN_CACHE_DIR`` (optional) is where OpenVINO keeps compiled models
-between processes (start-up ~5x faster to compile; ~45 MB per model). A runtime that is asked for by name and not installed, or a precision the runtime or
-CPU cannot give, raises :class:`~catscanner.errors.ModelError`. When ``"auto"`` chose OpenVINO and
-OpenVINO cannot read a model (e.g. a graph exported with ONNX opset 17 ``ReduceLogSumExp``, which
-OpenVINO's ONNX reader gets wrong), that model falls back to ONNX Runtime with a warning.
+else OpenVINO when it is installed and the CPU computes bf16 natively (issue 9 measured it 2-3x
+faster there), else ONNX Runtime (OpenVINO if it is the only one installed); an explicit argument
+wins over the environment. A runtime asked for by name and not installed, or a precision the
+runtime or CPU cannot give, raises :class:`~catscanner.errors.ModelError`. When ``"auto"`` chose
+OpenVINO and OpenVINO cannot read a model (e.g. a graph exported with ONNX opset 17
+``ReduceLogSumExp``, which OpenVINO's ONNX reader gets wrong), that model falls back to ONNX Runtime
+with a warning. ``CATSCAN_CACHE_DIR`` (optional) is where OpenVINO keeps compiled models between
+processes (compiling at start-up ~5x faster; ~45 MB per model).
 
 Every model records what it runs on: ``model.runtime``, ``model.precision``, ``model.threads``,
-``model.describe()`` (for the benchmark report).
+``model.describe()`` (for the benchmark report), and ``model.fallback_reason``.
 """
 
 from __future__ import annotations
