@@ -15,8 +15,8 @@ from ..errors import CatScannerError
 from ..runtime.breeds import DEFAULT_BREED_THRESHOLD
 from ..runtime.schema import ScanResult
 from .common import console, err_console, fail
+from ..runtime.imaging import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 MAX_THREADS = 256
 
 ModelsOption = Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")]

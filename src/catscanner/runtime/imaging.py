@@ -34,6 +34,8 @@ DEFAULT_MIN_SIDE = 32
 # decoded image can be 2, 4 or 8 times smaller than the photo.
 SOURCE_SIZE = "catscanner_source_size"
 SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO")
+# File name endings of photos, for finding them in folders (decoding itself goes by content).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 
 
 @dataclass(frozen=True)

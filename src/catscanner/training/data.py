@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import CatScannerError
 from ..runtime.breeds import BREEDS
 from ..runtime.imaging import Preprocess, load_image, preprocess
+from ..runtime.imaging import IMAGE_SUFFIXES
 
 SPLITS = ("trainval", "test")
 DEFAULT_DATA = Path("../shared/data")
@@ -122,7 +123,6 @@ def read_split(root: str | Path, split: str = "trainval", species: str | None = 
     return out
 
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"}
 
 
 def read_photo_set(data: str | Path, split: str = "test") -> list[PetImage]:
