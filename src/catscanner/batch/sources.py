@@ -24,10 +24,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..errors import FileTooLargeError, UnreadableFileError
-from .options import BatchError
 from ..runtime.imaging import IMAGE_SUFFIXES
+from .options import BatchError
 
-# The suffixes ``catscan scan`` picks up when it walks a folder (cli/scan.py keeps the same set).
 LIST_SUFFIXES = frozenset({".txt", ".lst"})
 _GLOB_CHARS = re.compile(r"[*?\[]")
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")

@@ -19,8 +19,7 @@ import numpy as np
 
 from ..errors import CatScannerError
 from ..runtime.breeds import BREEDS
-from ..runtime.imaging import Preprocess, load_image, preprocess
-from ..runtime.imaging import IMAGE_SUFFIXES
+from ..runtime.imaging import IMAGE_SUFFIXES, Preprocess, load_image, preprocess
 
 SPLITS = ("trainval", "test")
 DEFAULT_DATA = Path("../shared/data")
