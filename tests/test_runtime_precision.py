@@ -237,8 +237,11 @@ def test_a_model_openvino_cannot_read_falls_back_under_auto_only(monkeypatch):
 
 
 def test_openvino_runs_from_several_threads_at_once(breed_photos, f32_reference):
-    """The web server's workers share one Scanner: each thread gets its own infer request."""
-    model = load_model(MODELS.breeds, threads=1, runtime="openvino", precision="f32")
+    """The web server's workers share one Scanner: each thread gets its own infer request (on one
+    stream they take turns; with streams=2 they run side by side)."""
+    model = load_model(MODELS.breeds, threads=1, runtime="openvino", precision="f32", streams=2)
+    assert model.streams == 2 and model.describe()["streams"] == 2
+    assert load_model(MODELS.breeds, threads=1, runtime="openvino", precision="f32").streams == 1
     items = breed_photos[:24]
     batches = [np.stack([preprocess(load_image(it.path), model.preprocess)]) for it in items]
     got: dict[int, np.ndarray] = {}

@@ -5,8 +5,8 @@
 * **ONNX Runtime** (``runtime="onnxruntime"``): full graph optimisation, ``threads`` intra-op
   threads that sleep instead of spinning; float32 only.
 * **OpenVINO** (``runtime="openvino"``, ``pip install "catscanner[openvino]"``): the ONNX file
-  compiled for the CPU with ``INFERENCE_NUM_THREADS=threads`` and ``PERFORMANCE_HINT=LATENCY``,
-  once, keeping the file's dynamic dimensions (batch; a whole-frame detector's height and width),
+  compiled for the CPU with ``INFERENCE_NUM_THREADS=threads`` and ``PERFORMANCE_HINT=LATENCY``
+  (``streams=N``: N streams of ``threads`` threads, for N threads calling at once), once, keeping the file's dynamic dimensions (batch; a whole-frame detector's height and width),
   in bfloat16 where the CPU computes it natively (AVX-512 BF16 or AMX) and float32 elsewhere.
 
 ``"auto"`` takes the environment variable ``CATSCAN_RUNTIME`` / ``CATSCAN_PRECISION`` when set,
@@ -77,8 +77,13 @@ class Model:
 
     def describe(self) -> dict[str, Any]:
         """What this model runs on, for reports: runtime, its version, precision, threads, file."""
-        return {"runtime": self.runtime, "version": runtime_version(self.runtime), "precision": self.precision,
+        info = {"runtime": self.runtime, "version": runtime_version(self.runtime), "precision": self.precision,
                 "threads": self.threads, "model": self.path.name}
+        if getattr(self, "streams", None):
+            info["streams"] = self.streams
+        if self.fallback_reason:
+            info["fallback_reason"] = self.fallback_reason
+        return info
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.path.name} on {self.runtime} {self.precision}, threads={self.threads}>"
@@ -163,7 +168,8 @@ class OpenVinoModel(Model):
     runtime = OPENVINO
 
     def __init__(self, path: str | Path, threads: int | None = None, precision: str | None = AUTO,
-                 static_shapes: bool = False, max_shapes: int = 16, performance_hint: str = "LATENCY"):
+                 static_shapes: bool = False, max_shapes: int = 16, performance_hint: str = "LATENCY",
+                 streams: int | None = None):
         path = _check_file(path)
         ov = _import(OPENVINO)
         core = _ov_core()
@@ -180,9 +186,20 @@ class OpenVinoModel(Model):
         if [i.get_any_name() for i in self._model.inputs] != [INPUT]:
             raise ModelError(f"{path} should have one input named {INPUT!r}.")
         wanted = choose_precision(OPENVINO, precision)
-        self.config: dict[str, Any] = {"PERFORMANCE_HINT": performance_hint, "INFERENCE_PRECISION_HINT": wanted}
-        if threads:
-            self.config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": wanted}
+        # One OpenVINO stream runs one inference at a time: with PERFORMANCE_HINT=LATENCY (one
+        # stream) a sync inference runs in the calling thread under the stream's lock, so callers of
+        # run() from several threads (the web server's workers sharing one Scanner) queue behind each
+        # other. streams=N compiles N streams of `threads` threads each; inferences are then handed
+        # to the streams' own threads and N callers run side by side. Not the default: under this
+        # project's contended measurements one caller alone ran slower on 2 streams (FINDINGS).
+        self.streams = max(1, int(streams or 1))
+        if self.streams > 1:
+            self.config.update({"NUM_STREAMS": self.streams, "INFERENCE_NUM_THREADS": self.streams * int(threads or 1)})
+        else:
+            self.config["PERFORMANCE_HINT"] = performance_hint
+            if threads:
+                self.config["INFERENCE_NUM_THREADS"] = int(threads)
         if os.environ.get(ENV_CACHE_DIR):
             self.config["CACHE_DIR"] = os.environ[ENV_CACHE_DIR]
         self.static_shapes, self.max_shapes = static_shapes, max_shapes
@@ -354,9 +371,10 @@ def _requested(value: str | None, allowed: tuple[str, ...], what: str, env: str)
 
 
 def load_model(path: str | Path, threads: int | None = None, runtime: str | None = AUTO,
-               precision: str | None = AUTO) -> Model:
+               precision: str | None = AUTO, *, streams: int | None = None) -> Model:
     """Load one exported model on ``runtime`` ("auto", "openvino", "onnxruntime") in ``precision``
-    ("auto", "f32", "bf16"); see the module docstring for what "auto" picks. Raises ModelError."""
+    ("auto", "f32", "bf16"); see the module docstring for what "auto" picks. ``streams``: OpenVINO
+    streams for that many threads calling ``run`` at once (ONNX Runtime needs none). Raises ModelError."""
     asked_runtime = _requested(runtime, RUNTIMES, "runtime", ENV_RUNTIME)
     asked_precision = _requested(precision, PRECISIONS, "precision", ENV_PRECISION)
     chosen = choose_runtime(asked_runtime)
@@ -364,7 +382,7 @@ def load_model(path: str | Path, threads: int | None = None, runtime: str | None
     if chosen == ONNXRUNTIME:
         return OrtModel(path, threads)
     try:
-        return OpenVinoModel(path, threads, chosen_precision)
+        return OpenVinoModel(path, threads, chosen_precision, streams=streams)
     except ModelError as e:
         # Only "auto" falls back, and only for a model OpenVINO cannot read or compile.
         if asked_runtime != AUTO or asked_precision != AUTO or not Path(path).is_file() or not installed(ONNXRUNTIME):
