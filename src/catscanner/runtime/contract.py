@@ -53,6 +53,12 @@ class DetectionParams:
     nms_contained: float = 0.7  # ... or lying this much inside it (intersection / smaller area)
     wild_share: float = 0.5  # a box is a wild cat when wild-cat classes hold this share of its cat mass
     wild_min_mass: float = 0.2  # a photo without cat boxes shows a wild cat when ImageNet gives wild cats this much
+    # The whole-photo rule (v0.1's detector, fitted on trainval cats vs dogs): when no box reaches
+    # the photo threshold but sigmoid(photo_coef . class-group log-masses of the whole photo +
+    # photo_intercept) reaches photo_threshold, the photo's best box (or the whole photo) is a cat.
+    photo_coef: tuple[float, float, float, float] = (2.306, -0.414, 0.571, -1.734)
+    photo_intercept: float = 10.147
+    photo_threshold: float = 0.775
     breed_crop_scale: float = 1.0  # breed crop: square of this x the box's shorter side
     max_cats: int = 20
 
@@ -60,6 +66,8 @@ class DetectionParams:
     def from_dict(cls, d: dict) -> "DetectionParams":
         d = dict(d)
         d["coef"] = tuple(d["coef"])
+        if "photo_coef" in d:
+            d["photo_coef"] = tuple(d["photo_coef"])
         return cls(**d)
 
 Kind = Literal["detector", "breeds"]

@@ -181,6 +181,17 @@ class CatDetector:
         self.preprocess = meta.preprocess
         self.params: DetectionParams = meta.detection
 
+    def _whole_photo_rule(self, logits: np.ndarray, house: list[Candidate],
+                          size: tuple[float, float]) -> list[Candidate]:
+        """The photo-level rule on the whole photo's ImageNet classes, for the cats the boxes miss
+        (mostly cats that fill the frame): one cat, in the best candidate box or the whole photo."""
+        p = self.params
+        prob = float(1 / (1 + np.exp(-(group_log_masses(logits) @ np.asarray(p.photo_coef) + p.photo_intercept))))
+        if prob < p.photo_threshold:
+            return []
+        box = house[0].box if house else (0.0, 0.0, *size)
+        return [Candidate(box, prob, None)]
+
     def __call__(self, batch: np.ndarray, photo_sizes: list[tuple[int, int]]) -> list[Detection]:
         """Detections for a batch of same-size inputs; ``photo_sizes`` are the photos' (w, h)."""
         out = self.model.run(batch)
@@ -195,6 +206,9 @@ class CatDetector:
             best = max((c.probability for c in house), default=0.0)
             cats = [c for c in house if c.probability >= self.params.box_threshold] \
                 if best >= self.params.cat_threshold else []
+            if not cats and not wild:
+                cats = self._whole_photo_rule(logits[i], house, (float(w), float(h)))
+                best = max(best, cats[0].probability) if cats else best
             wild_name = wild[0].wild_cat if wild else \
                 wild_cat(logits[i], self.params.wild_share, self.params.wild_min_mass)
             results.append(Detection(
