@@ -53,6 +53,8 @@ def test_report_structure(bench_run):
     for p in report["pipelines"].values():
         assert p["cold_start_s"] > 0 and p["peak_rss_mb"] > 0
         assert p["throughput"]["rounds_photos"] == [4, 4] and p["throughput"]["photos_per_s"] > 0
+        idle = p["idle_worker_cpu_ms_while_timing"]  # the waiting worker takes (almost) no CPU meanwhile
+        assert idle["total"] <= 0.05 * idle["timed_s"] * 1000 + 200, idle
     assert report["pipelines"]["ours"]["torch_loaded"] is False  # the workers stay apart
     assert report["pipelines"]["reference"]["onnxruntime_loaded"] is False
     assert "speed-up" in output and "Cat Scanner runs on onnxruntime" in output

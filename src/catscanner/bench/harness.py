@@ -341,6 +341,15 @@ class _Worker:
         if self.proc.returncode != 0:
             raise RuntimeError(f"benchmark worker {self.name!r} exited with code {self.proc.returncode}")
 
+    def cpu_ms(self) -> float | None:
+        """CPU time (all threads) this worker has used so far, from /proc; None where unreadable."""
+        try:
+            stat = Path(f"/proc/{self.proc.pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2:].split()
+            return (int(fields[11]) + int(fields[12])) * 1000 / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return None
+
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
@@ -503,6 +512,8 @@ def run_bench(*, photos: int | None = None, shape_photos: int | None = None, rou
                        "at a new shape is slower); the reference (input always 224x224) one photo of each set; "
                        "then each one batch",
             "display": "no live progress display while a worker is timing; the parent prints between chunks",
+            "idle_worker": "the waiting worker's CPU time while the other is timed is recorded per call "
+                           "(calls[].idle_worker_cpu_ms, idle_worker_cpu_ms_while_timing): ~0 = it takes nothing",
             "peak_rss": "ru_maxrss of the worker process from os.wait4 (whole lifetime, all photo sets)",
             "cold_start": "parent spawns the worker -> first result (imports + model load + first photo); "
                           "OS file cache warmed by a throwaway import first; workers started one after the other",
@@ -535,6 +546,18 @@ def throughput_chunk(photos: list, r: int, n_rounds: int, batch_size: int) -> li
     return chunk[:whole] if whole else photos[:batch_size]
 
 
+def _call_watching(w: _Worker, workers: list[_Worker], **cmd) -> tuple[dict, float | None]:
+    """``w.call(**cmd)``, and the CPU time the other (waiting) workers used meanwhile: it should
+    be ~0, i.e. the idle pipeline takes nothing from the one being timed."""
+    others = [o for o in workers if o is not w]
+    before = [o.cpu_ms() for o in others]
+    res = w.call(**cmd)
+    after = [o.cpu_ms() for o in others]
+    if not others or None in before or None in after:
+        return res, None
+    return res, round(sum(a - b for a, b in zip(after, before)), 1)
+
+
 def _rounds(console, workers: list[_Worker], results: dict, sets: dict[str, list], n_rounds: int,
             batch_size: int) -> None:
     """The measurements, interleaved: per round, each set's chunk on both pipelines (order
@@ -549,13 +572,14 @@ def _rounds(console, workers: list[_Worker], results: dict, sets: dict[str, list
             p50 = {}
             for w in order:
                 load = os.getloadavg()[0]
-                res = w.call(cmd="latency", photos=chunk)
+                res, idle_cpu = _call_watching(w, workers, cmd="latency", photos=chunk)
                 lat = results[w.name]["latency"].setdefault(name, {"rows": [], "per_round_p50": []})
                 lat["rows"] += res["rows"]
                 p50[w.name] = statistics.median(row[0] for row in res["rows"])
                 lat["per_round_p50"].append(round(p50[w.name], 2))
                 results[w.name]["calls"].append({"phase": "latency", "set": name, "round": r, "photos": len(chunk),
-                                                 "t0": res["t0"], "t1": res["t1"], "load": round(load, 2)})
+                                                 "t0": res["t0"], "t1": res["t1"], "load": round(load, 2),
+                                                 "idle_worker_cpu_ms": idle_cpu})
             line.append(f"{name} " + "/".join(f"{p50[w.name]:.0f}" for w in workers))
         if "oxford" in sets:
             order = workers if r % 2 == 0 else workers[::-1]
@@ -563,13 +587,13 @@ def _rounds(console, workers: list[_Worker], results: dict, sets: dict[str, list
             batch = throughput_chunk(sets["oxford"], r, n_rounds, batch_size)
             for w in order:
                 load = os.getloadavg()[0]
-                res = w.call(cmd="throughput", photos=batch)
+                res, idle_cpu = _call_watching(w, workers, cmd="throughput", photos=batch)
                 tp = results[w.name]["throughput"].setdefault("rounds", [])
                 tp.append(res)
                 pps[w.name] = res["photos"] / res["seconds"]
                 results[w.name]["calls"].append({"phase": "throughput", "set": "oxford", "round": r,
                                                  "photos": res["photos"], "t0": res["t0"], "t1": res["t1"],
-                                                 "load": round(load, 2)})
+                                                 "load": round(load, 2), "idle_worker_cpu_ms": idle_cpu})
             line.append("photos/s " + "/".join(f"{pps[w.name]:.1f}" for w in workers))
         console.print(f"round {r + 1}/{n_rounds} (p50 ms {'/'.join(w.name for w in workers)}; "
                       f"load {os.getloadavg()[0]:.1f}): " + ", ".join(line))
@@ -589,6 +613,10 @@ def _summarize(results: dict, batch_size: int) -> None:
                 "said_cat": int(sum(cols[5])),
                 "breed_runs": int(sum(cols[6])),
             })
+        idle = [c["idle_worker_cpu_ms"] for c in res["calls"] if c.get("idle_worker_cpu_ms") is not None]
+        if idle:
+            res["idle_worker_cpu_ms_while_timing"] = {"total": round(sum(idle), 1), "max_per_call": max(idle),
+                                                      "timed_s": round(sum(c["t1"] - c["t0"] for c in res["calls"]), 2)}
         rounds = res["throughput"].get("rounds")
         if rounds:
             pps = [r["photos"] / r["seconds"] for r in rounds]
