@@ -97,7 +97,13 @@ def test_ratios_come_from_this_run(bench_run):
     sp = report["speedup"]
     for name in SHAPE_NAMES:
         assert sp["latency_p50"][name] == round(ref["latency"][name]["ms"]["p50"] / ours["latency"][name]["ms"]["p50"], 2)
-        assert len(sp["latency_p50_per_round"][name]) == min(2, report["photo_sets"][name]["photos"])
+        per_round = sp["latency_p50_per_round"][name]
+        assert len(per_round) == min(2, report["photo_sets"][name]["photos"])
+        assert sp["latency_p50_median_of_rounds"][name] == pytest.approx(sorted(per_round)[len(per_round) // 2]
+                                                                      if len(per_round) % 2 else sum(per_round) / 2, abs=0.011)
+        assert sp["latency_p50_best_rounds"][name] == round(min(ref["latency"][name]["per_round_p50"])
+                                                            / min(ours["latency"][name]["per_round_p50"]), 2)
+    assert isinstance(sp["rounds_agree"], bool)
     assert sp["throughput"] == round(ours["throughput"]["photos_per_s"] / ref["throughput"]["photos_per_s"], 2)
     c = report["consistency"]
     assert c["throughput_speedup"] == sp["throughput"]

@@ -192,7 +192,7 @@ def evaluate_detector(
 def bench(
     photos: Annotated[Optional[int], typer.Option(help="Oxford test photos (default 200; 8 with --quick).", min=1)] = None,
     shape_photos: Annotated[Optional[int], typer.Option(help="Photos of each generated shape: 640x480, 12 MP, 3:1 panorama, 9:16 portrait (default 20; 2 with --quick).", min=1)] = None,
-    rounds: Annotated[Optional[int], typer.Option(help="Interleaved rounds (default 3; 2 with --quick).", min=1)] = None,
+    rounds: Annotated[Optional[int], typer.Option(help="Interleaved rounds (default 8; 2 with --quick).", min=1)] = None,
     threads: Annotated[int, typer.Option(help="CPU threads for both pipelines.", min=1)] = 2,
     runtime: Annotated[str, typer.Option(help="Cat Scanner's runtime: auto, openvino or onnxruntime (as Scanner(runtime=...)).")] = "auto",
     precision: Annotated[str, typer.Option(help="Cat Scanner's precision: auto, f32 or bf16 (as Scanner(precision=...)).")] = "auto",
