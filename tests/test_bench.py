@@ -50,6 +50,8 @@ def test_report_structure(bench_run):
     m = report["machine"]
     assert len(m["load_average_at_start"]) == 3 and len(m["load_average_at_end"]) == 3
     assert isinstance(m["busy_processes_at_start"], list)
+    assert [r["round"] for r in m["rounds"]] == [0, 1]  # what else ran, round by round
+    assert all(isinstance(r["other_processes"], list) and r["seconds"] > 0 for r in m["rounds"])
     for p in report["pipelines"].values():
         assert p["cold_start_s"] > 0 and p["peak_rss_mb"] > 0
         assert p["throughput"]["rounds_photos"] == [4, 4] and p["throughput"]["photos_per_s"] > 0

@@ -121,15 +121,19 @@ def _cpu_ticks() -> dict[int, tuple[int, str]]:
 def busy_processes(interval: float = 1.0, top: int = 6) -> list[dict]:
     """The processes that used the most CPU over ``interval`` seconds (this one excluded), as
     percent of one core, command lines cut to 120 characters: what else runs on the machine."""
-    hz = os.sysconf("SC_CLK_TCK")
     a = _cpu_ticks()
     time.sleep(interval)
-    b = _cpu_ticks()
+    return _busy_between(a, _cpu_ticks(), interval, {os.getpid()}, top)
+
+
+def _busy_between(a: dict, b: dict, seconds: float, exclude: set[int], top: int = 6) -> list[dict]:
+    """Processes (alive at both snapshots, not in ``exclude``) that used >= 5 % of a core between them."""
+    hz = os.sysconf("SC_CLK_TCK")
     rows = []
     for pid, (ticks, cmd) in b.items():
-        if pid == os.getpid() or pid not in a:
+        if pid in exclude or pid not in a or seconds <= 0:
             continue
-        pct = (ticks - a[pid][0]) / hz / interval * 100
+        pct = (ticks - a[pid][0]) / hz / seconds * 100
         if pct >= 5:
             rows.append({"pid": pid, "cpu_percent": round(pct), "command": cmd[:120]})
     return sorted(rows, key=lambda r: -r["cpu_percent"])[:top]
@@ -421,6 +425,7 @@ def run_bench(*, photos: int | None = None, shape_photos: int | None = None, rou
 
     workers: list[_Worker] = []
     results: dict[str, dict] = {}
+    round_log: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="catscan-bench-") as tmp:
         t_gen = time.perf_counter()
         sets = {"oxford": oxford_set(root, n)} if "oxford" in shapes else {}
@@ -454,7 +459,7 @@ def run_bench(*, photos: int | None = None, shape_photos: int | None = None, rou
                 warm = [p for v in as_cmd.values() for p in (v if w.name == "ours" else v[:1])]
                 t = w.call(cmd="warmup", photos=warm)
                 console.print(f"{w.name}: untimed warm-up, {len(warm)} photos + one batch, {t['seconds']:.1f} s")
-            _rounds(console, workers, results, as_cmd, n_rounds, batch_size)
+            round_log = _rounds(console, workers, results, as_cmd, n_rounds, batch_size)
             for w in workers:
                 info = w.call(cmd="info")
                 results[w.name]["rss_end_mb"] = info["rss_now_mb"]
@@ -489,6 +494,7 @@ def run_bench(*, photos: int | None = None, shape_photos: int | None = None, rou
             "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "busy_processes_at_start": busy_start,
             "busy_processes_at_end": busy_processes(),
+            "rounds": round_log,  # per round: load at its end, other processes using CPU during it
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
@@ -559,11 +565,15 @@ def _call_watching(w: _Worker, workers: list[_Worker], **cmd) -> tuple[dict, flo
 
 
 def _rounds(console, workers: list[_Worker], results: dict, sets: dict[str, list], n_rounds: int,
-            batch_size: int) -> None:
+            batch_size: int) -> list[dict]:
     """The measurements, interleaved: per round, each set's chunk on both pipelines (order
-    alternating), then one throughput chunk of the Oxford set on both (order alternating)."""
+    alternating), then one throughput chunk of the Oxford set on both (order alternating).
+    Returns per round: its length, the load at its end, and the other processes that used CPU meanwhile."""
+    log = []
+    mine = {os.getpid(), *(w.proc.pid for w in workers)}
     for r in range(n_rounds):
         line = []
+        snap, t_round = _cpu_ticks(), time.time()
         for si, (name, photos) in enumerate(sets.items()):
             chunk = photos[r::n_rounds]
             if not chunk:
@@ -595,8 +605,15 @@ def _rounds(console, workers: list[_Worker], results: dict, sets: dict[str, list
                                                  "photos": res["photos"], "t0": res["t0"], "t1": res["t1"],
                                                  "load": round(load, 2), "idle_worker_cpu_ms": idle_cpu})
             line.append("photos/s " + "/".join(f"{pps[w.name]:.1f}" for w in workers))
+        others = _busy_between(snap, _cpu_ticks(), time.time() - t_round, mine)
+        log.append({"round": r, "seconds": round(time.time() - t_round, 1), "load_end": round(os.getloadavg()[0], 2),
+                    "other_processes": others})
         console.print(f"round {r + 1}/{n_rounds} (p50 ms {'/'.join(w.name for w in workers)}; "
                       f"load {os.getloadavg()[0]:.1f}): " + ", ".join(line))
+        if others:
+            console.print("  [yellow]meanwhile:[/yellow] " + "; ".join(
+                f"{o['cpu_percent']}% {o['command'][:50]}" for o in others[:3]))
+    return log
 
 
 def _summarize(results: dict, batch_size: int) -> None:

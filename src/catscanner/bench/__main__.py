@@ -1,0 +1,5 @@
+"""``python -m catscanner.bench`` = ``catscan bench`` (options: ``--help``)."""
+
+from .harness import main
+
+main()
