@@ -3,7 +3,7 @@ few real photos: the report's structure, every photo shape with a positive p50 o
 the runtime and precision that ran (``--runtime``/``--precision`` passed through to the Scanner),
 and ratios that come from this one run, measured interleaved and never at the same moment.
 
-One bench run is shared by the tests (module fixture): ~15-25 s on an idle 2-core machine (PyTorch
+One bench run is shared by the tests (module fixture): ~30 s on an idle 2-core machine (PyTorch
 import and two ResNet-50s, 4 Oxford photos, one photo of each generated shape, two rounds). On a
 machine whose cores are all busy it takes longer: PyTorch's threads slow down badly there.
 """
