@@ -147,7 +147,7 @@ class Scanner:
             raise ValueError(f"threshold must be between 0 and 1 (got {threshold}); 0.05 means 5 %.")
         sizes = [img.info.get(SOURCE_SIZE, img.size) for img in imgs]  # the photos' sizes, not the drafts'
         t0 = time.perf_counter()
-        detections = self._detect(imgs)
+        detections = self._detect(imgs, sizes)
         detect_ms = _ms(t0) / len(imgs)
 
         t1 = time.perf_counter()
@@ -186,8 +186,9 @@ class Scanner:
             ))
         return results
 
-    def _detect(self, imgs: list[Image.Image]) -> list[Detection]:
-        """The detector on each photo; photos whose input has the same shape share one batch."""
+    def _detect(self, imgs: list[Image.Image], sizes: list[tuple[int, int]]) -> list[Detection]:
+        """The detector on each photo (``sizes``: the photos' own sizes); photos whose input has
+        the same shape share one batch."""
         spec = self.detector.preprocess
         arrays = [preprocess_frame(img, spec) for img in imgs]
         out: list[Detection | None] = [None] * len(imgs)
@@ -195,8 +196,7 @@ class Scanner:
         for i, a in enumerate(arrays):
             groups.setdefault(a.shape, []).append(i)
         for idx in groups.values():
-            sizes = [imgs[i].info.get(SOURCE_SIZE, imgs[i].size) for i in idx]
-            for i, d in zip(idx, self.detector(np.stack([arrays[i] for i in idx]), sizes)):
+            for i, d in zip(idx, self.detector(np.stack([arrays[i] for i in idx]), [sizes[i] for i in idx])):
                 out[i] = d
         return out  # type: ignore[return-value]
 

@@ -111,7 +111,7 @@ def _decide(records, rows, probs_per_record, params) -> list[PhotoOutcome]:
     return _outcomes(records, found, params)
 
 
-def choose_params(records: list[dict], outputs: list[dict], seed: int = 0) -> tuple[DetectionParams, dict]:
+def choose_params(records: list[dict], outputs: list[dict]) -> tuple[DetectionParams, dict]:
     """The box score and the thresholds, on held-out records (``outputs``: the graph's outputs on them).
 
     The score is a logistic regression on each candidate's features (its heat-map peak and its
@@ -182,7 +182,7 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epoch
     train, held = split_by_cat(records)
     head = train_head(train, epochs=epochs, seed=seed, progress=progress_bar)
     classifier = load_backbone(BACKBONE).classifier
-    params, report = choose_params(held, head_outputs(head, classifier, held), seed)
+    params, report = choose_params(held, head_outputs(head, classifier, held))
     report.update({"fit_photos": len(train), "scenes": n_scenes, "epochs": epochs, "seed": seed,
                    "max_pixels": MAX_PIXELS, "seconds": round(time.time() - t0)})
     print(f"chosen on {len(held)} held-out fit photos: {report['held_out']}")
