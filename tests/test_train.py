@@ -56,3 +56,48 @@ def test_training_is_deterministic_with_a_seed(oxford_dir, tmp_path):
     assert runs[0]["train_loss"] == pytest.approx(runs[1]["train_loss"], abs=1e-5)
     assert runs[0]["val_loss"] == pytest.approx(runs[1]["val_loss"], abs=1e-5)
 
+
+
+def test_folds_split_every_cat_once_and_evenly(oxford_dir):
+    from collections import Counter
+
+    from catscanner.training.data import training_items
+
+    held_out = []
+    for fold in range(5):
+        train_items, val_items = training_items(TrainConfig(data=str(oxford_dir), photos="all", folds=5, fold=fold))
+        assert not {it.name for it in train_items} & {it.name for it in val_items}
+        assert len(train_items) + len(val_items) == 2100
+        per_breed = Counter(it.label for it in val_items)
+        assert len(per_breed) == 12 and max(per_breed.values()) - min(per_breed.values()) <= 1, per_breed
+        held_out += [it.name for it in val_items]
+    assert len(held_out) == len(set(held_out)) == 2100  # every cat is held out exactly once
+
+
+def test_cross_validation_trains_each_fold_once_and_reports(oxford_dir, tmp_path):
+    from catscanner.training.crossval import cross_validate
+
+    cfg = TrainConfig(data=str(oxford_dir), out=str(tmp_path / "cv"), photos="all", epochs=1, limit=12,
+                      batch_size=6, threads=1, seed=2)
+    r = cross_validate(cfg, folds=2)
+    assert [f["fold"] for f in r["folds"]] == [0, 1]
+    assert all(f["photos"] >= 12 and 0 <= f["accuracy"] <= 1 for f in r["folds"])
+    assert r["out_of_fold"]["n"] == sum(f["photos"] for f in r["folds"])
+    assert 0.3 <= r["temperature"] <= 5.0 and r["accuracy_std"] >= 0
+    assert (tmp_path / "cv" / "cv_confusion.png").stat().st_size > 10_000
+    names = [set(np.load(tmp_path / "cv" / f"fold{i}" / "val_predictions.npz")["names"]) for i in (0, 1)]
+    assert not names[0] & names[1]
+    # a second call reuses the finished folds instead of training them again
+    stamp = (tmp_path / "cv" / "fold0" / "best.pt").stat().st_mtime_ns
+    assert cross_validate(cfg, folds=2)["folds"] == r["folds"]
+    assert (tmp_path / "cv" / "fold0" / "best.pt").stat().st_mtime_ns == stamp
+
+
+def test_training_without_a_validation_set_keeps_the_last_epoch_and_the_given_temperature(oxford_dir, tmp_path):
+    cfg = TrainConfig(data=str(oxford_dir), out=str(tmp_path / "all"), photos="all", val_fraction=0.0,
+                      temperature=0.7, epochs=2, limit=12, batch_size=6, threads=1)
+    best = train(cfg)
+    summary = json.loads((tmp_path / "all" / "metrics.json").read_text())["summary"]
+    assert summary["kept_epoch"] == 2 and summary["val_accuracy"] is None and summary["temperature"] == 0.7
+    assert torch.load(best, weights_only=False)["temperature"] == 0.7
+    assert not (tmp_path / "all" / "val_predictions.npz").exists()

@@ -20,6 +20,7 @@ import numpy as np
 from ..errors import CatScannerError
 from ..runtime.breeds import BREEDS
 from ..runtime.imaging import IMAGE_SUFFIXES, Preprocess, load_image, preprocess
+from .config import TrainConfig
 
 SPLITS = ("trainval", "test")
 DEFAULT_DATA = Path("../shared/data")
@@ -193,6 +194,44 @@ def stratified_holdout(items: list[PetImage], fraction: float, seed: int = 0) ->
         val += [group[i] for i in idx[:n_val]]
         train += [group[i] for i in idx[n_val:]]
     return train, val
+
+
+def stratified_folds(items: list[PetImage], k: int, seed: int = 0) -> list[list[PetImage]]:
+    """``items`` dealt into ``k`` folds, every breed spread evenly (fold sizes differ by at most one
+    photo per breed)."""
+    if k < 2:
+        raise CatScannerError(f"Cross-validation needs at least 2 folds, not {k}.")
+    rng = np.random.default_rng(seed)
+    folds: list[list[PetImage]] = [[] for _ in range(k)]
+    by_label: dict[int, list[PetImage]] = {}
+    for it in items:
+        by_label.setdefault(it.label, []).append(it)
+    dealt = 0
+    for label in sorted(by_label):
+        group = by_label[label]
+        for i in rng.permutation(len(group)):
+            folds[dealt % k].append(group[i])
+            dealt += 1
+    return folds
+
+
+def training_items(cfg: TrainConfig) -> tuple[list[PetImage], list[PetImage]]:
+    """(training photos, validation photos) as the config asks: ``--photos``, then a k-fold or a
+    stratified hold-out (or no validation set at all)."""
+    if cfg.photos not in ("trainval", "all"):
+        raise CatScannerError(f"--photos must be trainval or all, not {cfg.photos!r}")
+    if cfg.keep not in ("best", "last"):
+        raise CatScannerError(f"--keep must be best or last, not {cfg.keep!r}")
+    root = oxford_root(cfg.data or None)
+    items = read_split(root, "trainval") + (read_split(root, "test") if cfg.photos == "all" else [])
+    if cfg.folds:
+        if not 0 <= cfg.fold < cfg.folds:
+            raise CatScannerError(f"--fold must be in 0..{cfg.folds - 1}, not {cfg.fold}")
+        folds = stratified_folds(items, cfg.folds, cfg.val_seed)
+        return [it for i, f in enumerate(folds) if i != cfg.fold for it in f], folds[cfg.fold]
+    if cfg.val_fraction > 0:
+        return stratified_holdout(items, cfg.val_fraction, cfg.val_seed)
+    return items, []
 
 
 COCO_CAT = 15  # the cat class in COCO's 80-class YOLO labels

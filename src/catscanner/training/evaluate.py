@@ -8,7 +8,7 @@ Metrics come from scikit-learn.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +19,8 @@ from ..runtime.contract import ModelFiles, Output
 from ..runtime.onnx_model import OnnxModel
 from ..runtime.scanner import Scanner
 from ..progress import progress_bar
-from .data import data_root, map_batches, read_coco, read_photo_set, read_split, stratified_holdout
+from .config import TrainConfig
+from .data import data_root, map_batches, read_coco, read_photo_set, read_split, training_items
 from .metrics import PhotoOutcome, iou, match, reliability, summarize
 from .metrics import expected_calibration_error as expected_calibration_error_binary
 
@@ -73,14 +74,20 @@ def breed_metrics(labels: np.ndarray, probs: np.ndarray) -> dict:
 
 
 def breed_split(data: str | Path, split: str, train_config: dict) -> list:
-    """Cat photos of ``trainval``/``test``, or ``val``: the validation photos the model was tuned on
-    (carved out of trainval with the training run's own fraction and seed)."""
+    """Cat photos of ``trainval``/``test``, or ``val``: the validation photos of the model's own
+    training run (its hold-out or its held-out fold, from the config stored in the model)."""
     if split != "val":
         return read_photo_set(data, split)
     if "val_fraction" not in train_config:
         raise CatScannerError("This breed model does not record its validation split; use trainval or test.")
-    seed = train_config.get("val_seed", train_config["seed"])
-    return stratified_holdout(read_split(data, "trainval"), train_config["val_fraction"], seed)[1]
+    known = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in train_config.items() if k in known})
+    cfg.data, cfg.limit = str(data), 0
+    cfg.val_seed = train_config.get("val_seed", train_config["seed"])
+    val = training_items(cfg)[1]
+    if not val:
+        raise CatScannerError("This breed model was trained without a validation set; use trainval or test.")
+    return val
 
 
 def evaluate_breeds(data: str | Path, split: str = "test", model_dir: str | Path | None = None,

@@ -8,7 +8,9 @@ even half of the cat-free COCO photos, and scenes built from them — see :mod:`
    :func:`.detection.train_head`);
 3. on the records of the other fifth (cats the head never saw) fit the box score (a logistic regression on each candidate's heat-map
    peak and the ImageNet class groups of its box) and choose the thresholds (:func:`choose_params`);
-4. export backbone + head + ImageNet outputs as one ONNX graph with dynamic height and width.
+4. (``refit_all``) train the head again, the same way, on every record, and keep the score and
+   thresholds of step 3 (the usual refit on all data once the settings are chosen);
+5. export backbone + head + ImageNet outputs as one ONNX graph with dynamic height and width.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..errors import CatScannerError
 from ..progress import progress_bar
 from ..runtime.contract import DETECTOR_OUTPUTS, DetectionParams, ModelMeta
 from ..runtime.detector import Candidate, box_features, suppress
@@ -125,6 +128,13 @@ def choose_params(records: list[dict], outputs: list[dict]) -> tuple[DetectionPa
                            cat_threshold=0.5, box_threshold=0.5)
     rows = _labelled_candidates(records, outputs, base)
     folds = np.arange(len(records)) % 5
+    for f in range(5):
+        y = np.concatenate([rows[i][2] for i in range(len(rows)) if folds[i] != f] or [np.zeros(0, bool)])
+        if y.all() or not y.any():
+            raise CatScannerError(
+                f"The head gives too few candidate boxes on the {len(records)} held-out photos to fit the box "
+                f"score ({int(y.sum())} finding a cat, {int((~y).sum())} not, in one fold): train it longer "
+                "or on more photos.")
     oof: list[np.ndarray] = [np.zeros(0)] * len(records)
     for f in range(5):
         X = np.concatenate([rows[i][1] for i in range(len(rows)) if folds[i] != f])
@@ -173,19 +183,28 @@ def split_by_cat(records: list[dict], held_share: int = 5) -> tuple[list[dict], 
 
 
 def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epochs: int = 6,
-                 threads: int = 2, seed: int = 0) -> dict:
-    """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report."""
+                 threads: int = 2, seed: int = 0, refit_all: bool = False, max_photos: int = 0) -> dict:
+    """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report.
+
+    ``max_photos`` > 0 draws on only that many photos of each kind (cats, dogs, COCO): quick checks."""
     torch.set_num_threads(threads)
     t0 = time.time()
     pools = Pools("fit", data)
+    if max_photos:
+        for kind in ("cats", "dogs", "coco"):
+            items = getattr(pools, kind)
+            setattr(pools, kind, items[:: max(1, len(items) // max_photos)][:max_photos])
     records = feature_records(pools, n_scenes, threads, seed)
     train, held = split_by_cat(records)
     head = train_head(train, epochs=epochs, seed=seed, progress=progress_bar)
     classifier = load_backbone(BACKBONE).classifier
     params, report = choose_params(held, head_outputs(head, classifier, held))
-    report.update({"fit_photos": len(train), "scenes": n_scenes, "epochs": epochs, "seed": seed,
-                   "max_pixels": MAX_PIXELS, "seconds": round(time.time() - t0)})
-    print(f"chosen on {len(held)} held-out fit photos: {report['held_out']}")
+    print(f"chosen on {len(held)} held-out fit photos: {report['held_out_out_of_fold']}", flush=True)
+    if refit_all:
+        head = train_head(train + held, epochs=epochs, seed=seed, progress=progress_bar)
+    report.update({"fit_photos": len(train) + (len(held) if refit_all else 0), "refit_all": refit_all,
+                   "scenes": n_scenes, "epochs": epochs, "seed": seed, "max_pixels": MAX_PIXELS,
+                   "seconds": round(time.time() - t0)})
     export_detector(head, params, out, {"fit": report})
     return report
 

@@ -1,9 +1,11 @@
 """Fine-tune a breed classifier on the Oxford cats (PyTorch; ``pip install 'catscanner[train]'``).
 
-One command, ``catscan train``: a validation set is carved out of ``trainval`` (``test`` is never
-read here); every epoch saves a checkpoint (resumable), per-epoch metrics as JSON and a
-training-curve PNG; the best epoch on validation is kept, then a softmax temperature is fitted
-on validation for calibrated percentages.
+One command, ``catscan train``: by default a validation set is carved out of ``trainval`` (``test``
+is never read then); ``--folds k --fold i`` holds out one fold of a stratified k-fold instead (see
+:mod:`.crossval`), and ``--photos all --val-fraction 0`` trains the shipped model on every labelled
+cat. Every epoch saves a checkpoint (resumable), per-epoch metrics as JSON and a training-curve
+PNG; the best (or last) epoch is kept, then a softmax temperature is fitted on validation for
+calibrated percentages (or taken from ``--temperature``), and the validation logits are saved.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..runtime.breeds import BREEDS
 from ..runtime.imaging import Preprocess, load_image, normalize, preprocess
 from .backbones import BACKBONES, BreedNet, load_backbone
 from .config import TrainConfig
-from .data import oxford_root, read_split, stratified_holdout
+from .data import training_items
 
 
 def train_preprocess(cfg: TrainConfig) -> Preprocess:
@@ -138,19 +140,19 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
-    """Train, keep the best epoch on validation, fit the temperature; returns ``best.pt``."""
+    """Train, keep the best (or last) epoch, fit the temperature; returns ``best.pt``."""
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     seed_everything(cfg.seed)
     spec = train_preprocess(cfg)
 
-    items = read_split(oxford_root(cfg.data or None), "trainval")
-    train_items, val_items = stratified_holdout(items, cfg.val_fraction, cfg.val_seed)
+    train_items, val_items = training_items(cfg)
     if cfg.limit:
         train_items = train_items[:: max(1, len(train_items) // cfg.limit)][: cfg.limit]
         val_items = val_items[:: max(1, len(val_items) // max(12, cfg.limit // 4))]
     train_set, val_set = PhotoSet(train_items, spec, "train"), PhotoSet(val_items, spec, "validation")
+    keep_last = cfg.keep == "last" or not len(val_set)
 
     model = BreedNet(load_backbone(cfg.backbone, cfg.weights), len(BREEDS), cfg.head)
     model = model.to(memory_format=torch.channels_last)
@@ -205,16 +207,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             loss_sum += loss.item() * len(idx)
             bar.set_postfix(loss=loss_sum / seen, acc=correct / seen)
 
-        val_logits = predict_logits(model, val_set, spec)
-        val_y = torch.from_numpy(val_set.labels)
-        val_loss = F.cross_entropy(torch.from_numpy(val_logits), val_y).item()
-        val_acc = float((val_logits.argmax(1) == val_set.labels).mean())
+        val_loss = val_acc = float("nan")  # measured every epoch only when it picks the epoch
+        if len(val_set) and (not keep_last or epoch + 1 == cfg.epochs):
+            val_logits = predict_logits(model, val_set, spec)
+            val_loss = F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_set.labels)).item()
+            val_acc = float((val_logits.argmax(1) == val_set.labels).mean())
         m = EpochMetrics(epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc,
                          optimizer.param_groups[-1]["lr"], time.time() - t0)
         history.append(asdict(m))
         print(f"epoch {m.epoch}: train loss {m.train_loss:.3f} acc {m.train_accuracy:.3f} | "
               f"val loss {m.val_loss:.3f} acc {m.val_accuracy:.3f} | {m.seconds:.0f} s", flush=True)
-        if val_acc > best_acc:
+        if keep_last or val_acc > best_acc:
             best_acc = val_acc
             torch.save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best_weights.pt")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
@@ -225,11 +228,16 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     best = torch.load(out / "best_weights.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(best["model"])
-    val_logits = predict_logits(model, val_set, spec)
-    temperature = fit_temperature(val_logits, val_set.labels)
+    val_accuracy = None
+    if len(val_set):
+        val_logits = predict_logits(model, val_set, spec)
+        val_accuracy = float((val_logits.argmax(1) == val_set.labels).mean())
+        np.savez(out / "val_predictions.npz", logits=val_logits, labels=val_set.labels,
+                 names=np.array([it.name for it in val_items]))
+    temperature = cfg.temperature or (fit_temperature(val_logits, val_set.labels) if len(val_set) else 1.0)
     summary = {
-        "best_epoch": best["epoch"],
-        "val_accuracy": float((val_logits.argmax(1) == val_set.labels).mean()),
+        "kept_epoch": best["epoch"],
+        "val_accuracy": val_accuracy,
         "temperature": temperature,
         "train_photos": len(train_set),
         "val_photos": len(val_set),
@@ -239,8 +247,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
                 "breeds": list(BREEDS), "temperature": temperature, "summary": summary}, final)
     (out / "metrics.json").write_text(
         json.dumps({"config": asdict(cfg), "epochs": history, "summary": summary}, indent=2))
-    print(f"best epoch {summary['best_epoch']}: val accuracy {summary['val_accuracy']:.3f}, "
-          f"temperature {temperature:.2f} -> {final}")
+    val_text = "no validation set" if val_accuracy is None else f"val accuracy {val_accuracy:.3f}"
+    print(f"kept epoch {summary['kept_epoch']}: {val_text}, temperature {temperature:.2f} -> {final}")
     return final
 
 

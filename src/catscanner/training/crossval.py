@@ -1,0 +1,82 @@
+"""Stratified k-fold cross-validation of a breed training recipe (``catscan cross-validate``).
+
+Each fold is an ordinary ``catscan train`` run (``--folds k --fold i --keep last``) in
+``OUT/fold<i>/``; a fold whose ``val_predictions.npz`` exists is not trained again, so a stopped
+run continues where it stopped. The report, ``OUT/cv.json`` and ``OUT/cv_confusion.png``, gives per
+fold accuracy and macro-F1, their mean and spread, and the out-of-fold (OOF) predictions of all
+photos pooled: a softmax temperature fitted on them (the one the all-photo model ships with) and
+its expected calibration error measured cross-fitted (temperature fitted on the other folds).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+
+from ..runtime.breeds import softmax
+from .config import TrainConfig
+from .evaluate import breed_metrics, expected_calibration_error, plot_confusion
+
+
+def fold_config(cfg: TrainConfig, folds: int, fold: int) -> TrainConfig:
+    """The training run of one fold: the recipe of ``cfg``, that fold held out, the last epoch kept."""
+    return replace(cfg, folds=folds, fold=fold, keep="last", temperature=0.0,
+                   out=str(Path(cfg.out) / f"fold{fold}"))
+
+
+def cross_validate(cfg: TrainConfig, folds: int = 5) -> dict:
+    """Train ``folds`` fold models of the recipe ``cfg`` (skipping finished ones) and report."""
+    from .train import train
+
+    for i in range(folds):
+        fold_cfg = fold_config(cfg, folds, i)
+        if (Path(fold_cfg.out) / "val_predictions.npz").exists():
+            print(f"fold {i + 1}/{folds}: done earlier ({fold_cfg.out})")
+            continue
+        print(f"fold {i + 1}/{folds}: training in {fold_cfg.out}", flush=True)
+        train(fold_cfg, resume=True)
+    return report(cfg, folds)
+
+
+def _fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    from .train import fit_temperature
+
+    return fit_temperature(logits, labels)
+
+
+def report(cfg: TrainConfig, folds: int) -> dict:
+    """The cross-validation report from the folds' saved validation predictions."""
+    out = Path(cfg.out)
+    preds = [np.load(Path(fold_config(cfg, folds, i).out) / "val_predictions.npz") for i in range(folds)]
+    per_fold = []
+    for i, p in enumerate(preds):
+        m = breed_metrics(p["labels"], softmax(p["logits"]))
+        per_fold.append({"fold": i, "photos": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro"]["f1"]})
+    logits = np.concatenate([p["logits"] for p in preds])
+    labels = np.concatenate([p["labels"] for p in preds])
+    temperature = _fit_temperature(logits, labels)
+    # ECE with the temperature fitted on the other folds only (no photo calibrates itself)
+    crossfit = np.concatenate([
+        softmax(p["logits"], _fit_temperature(np.concatenate([q["logits"] for j, q in enumerate(preds) if j != i]),
+                                              np.concatenate([q["labels"] for j, q in enumerate(preds) if j != i])))
+        for i, p in enumerate(preds)])
+    oof = breed_metrics(labels, softmax(logits, temperature))
+    oof["split"] = f"{folds}-fold out-of-fold"
+    acc = np.array([f["accuracy"] for f in per_fold])
+    f1 = np.array([f["macro_f1"] for f in per_fold])
+    result = {
+        "recipe": asdict(replace(cfg, folds=folds, fold=0)),
+        "folds": per_fold,
+        "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)),
+        "macro_f1_mean": float(f1.mean()), "macro_f1_std": float(f1.std(ddof=1)),
+        "temperature": temperature,
+        "ece_crossfit_temperature": expected_calibration_error(crossfit, labels),
+        "ece_uncalibrated": expected_calibration_error(softmax(logits), labels),
+        "out_of_fold": oof,
+    }
+    (out / "cv.json").write_text(json.dumps(result, indent=2))
+    plot_confusion(oof, out / "cv_confusion.png")
+    return result

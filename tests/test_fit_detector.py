@@ -1,0 +1,40 @@
+"""``catscan fit-detector`` end to end on a small slice of the fit data: features, head training,
+score and thresholds on held-out cats, the refit on every photo, and an exported detector that the
+scanner loads and runs on a real photo."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+try:
+    import torch  # noqa: F401
+except ImportError:  # pragma: no cover - the README's test command installs it
+    pytest.fail("test_fit_detector.py needs PyTorch: pip install torch==2.13.0 -e '.[train,test]'", pytrace=False)
+
+from catscanner.runtime.contract import ModelFiles
+from catscanner.runtime.scanner import Scanner
+from catscanner.training.fit_detector import fit_detector
+
+
+def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(ModelFiles.resolve(None).breeds, models / "breeds.onnx")
+    report = fit_detector(data_dir, models / "detector.onnx", n_scenes=40, epochs=4, threads=2,
+                          refit_all=True, max_photos=30)
+    assert report["refit_all"] is True and report["fit_photos"] > 30
+    assert report["held_out_photos"] > 0 and report["candidates"] > 0
+    lo, hi = report["thresholds"]
+    assert 0.0 < hi <= lo < 1.0
+
+    scanner = Scanner(models, threads=1)
+    meta = scanner.detector.model.meta
+    assert meta.details["fit"]["refit_all"] is True and meta.details["head"]["mid"] > 0
+    assert np.isfinite(meta.detection.coef).all()
+    result = scanner.scan(cat_photo)  # a head trained briefly on a few photos: it must run, not be good
+    assert result.error is None and 0.0 <= result.cat_probability <= 1.0
+    json.dumps(result.to_dict())
