@@ -35,6 +35,8 @@ from catscanner.runtime.schema import ScanResult
 from catscanner.web import Settings, create_app
 from catscanner.web.app import STATIC_DIR
 from catscanner.web.docs import SWAGGER_UI_DIR
+from catscanner.web.errors import ApiError
+from catscanner.web.pool import InferencePool
 from catscanner.web.uploads import MULTIPART_OVERHEAD
 
 CAT_PHOTO = "Persian_10.jpg"  # a clearly Persian cat, 375x500
@@ -427,6 +429,85 @@ def test_queue_full_answers_503_at_once(make_client, scanner: Scanner, cat_bytes
     assert all(a.json()["is_cat"] for a in answers)
     assert pool.admitted == 0
     assert post_file(c, cat_bytes).status_code == 200  # room again
+
+
+class BodyReads:
+    """ASGI wrapper around the app that counts the request-body messages the app asks for."""
+
+    def __init__(self, app: Callable):
+        self.app, self.messages = app, 0
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def counting_receive() -> dict:
+            message = await receive()
+            self.messages += message["type"] == "http.request"
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+def test_busy_is_answered_before_the_body_is_read(scanner: Scanner, cat_bytes: bytes) -> None:
+    """Issue 10, item 11: under 100 clients the server spent its time answering 503s. A busy answer
+    is now cheap: given before the body is read (it was read in full, then thrown away) and before
+    the route runs, and its Retry-After says when the queue should have room."""
+    double = WaitingScanner(scanner)
+    app = BodyReads(create_app(Settings(threads=1, max_queue=0), scanner_factory=lambda: double))
+    answers: list[httpx.Response] = []
+    with TestClient(app) as c:
+        wait_ready(c)
+        pool = c.app.app.state.pool
+        worker = threading.Thread(target=lambda: answers.append(post_file(c, cat_bytes)))
+        worker.start()
+        try:
+            assert double.started.wait(10)  # the one place is taken
+            assert pool.admitted == pool.capacity == 1
+            read_before = app.messages
+            for send in (lambda: post_file(c, cat_bytes),
+                         lambda: c.post("/api/v1/scan", content=cat_bytes, headers={"Content-Type": "image/jpeg"})):
+                r = send()
+                assert r.status_code == 503, r.text
+                assert app.messages == read_before, "the busy answer came after reading the whole body"
+                message = assert_error(r, 503, "busy")
+                retry_after = r.headers["Retry-After"]
+                assert retry_after.isdigit() and 1 <= int(retry_after) <= 30, retry_after
+                assert f"Try again in {retry_after} s" in message
+        finally:
+            double.release.set()
+            worker.join(30)
+    assert [a.status_code for a in answers] == [200]
+
+
+def test_retry_after_is_the_time_the_queue_needs(scanner: Scanner) -> None:
+    """The busy answer's Retry-After: half the time the photos admitted need (their number times the
+    mean scan time, timed on the real scans run through the pool, over the workers), in whole
+    seconds from 1 to 30."""
+    pool = InferencePool(workers=2, max_queue=6)
+    try:
+        photo = Image.new("RGB", (64, 64), (120, 90, 60))
+        for _ in range(3):
+            with pool.reserve() as place:
+                asyncio.run(place.run(scanner.scan, photo))
+        scan_s = pool._scan_s
+        assert 0.001 < scan_s < 10
+        places = [pool.reserve() for _ in range(8)]
+        assert pool.full
+        with pytest.raises(ApiError) as busy:
+            pool.reserve()
+        expected = max(1, min(30, round(8 * scan_s / 2 / 2)))  # half the time the 8 photos need on 2 workers
+        assert busy.value.headers == {"Retry-After": str(expected)} and busy.value.status == 503
+        for place in places:
+            place.__exit__(None, None, None)
+        assert not pool.full and pool.retry_after() == 1  # nothing queued: come back at once
+        pool._scan_s = 10.0  # slow scans: 1 photo admitted, 10 s on one of 2 workers -> come back in 2-3 s
+        with pool.reserve():
+            assert pool.retry_after() == round(10 / 2 / 2)
+            pool._scan_s = 1000.0  # very slow scans: the answer is capped
+            assert pool.retry_after() == 30
+    finally:
+        pool.shutdown()
 
 
 # ---------------------------------------------------------------------------- health and meta

@@ -5,7 +5,8 @@ inference pool, so the server answers ``/healthz`` with 503 while they load) and
 down at the end. A photo is read into memory as its body streams in (size limit, idle timeout and
 deadline), then takes a place in the inference pool and is scanned in a worker thread off the event
 loop. At most ``max_uploads`` uploads are read at once and ``threads + max_queue`` photos wait or
-are scanned; past either the API answers 503 at once.
+are scanned; past either the API answers 503 at once, before reading the body (``AdmissionGate``),
+with a ``Retry-After`` of the seconds the queue needs to drain.
 
 Run it with ``catscan serve`` (uvicorn). The page is ``static/index.html``; the API is documented
 at ``/docs`` (Swagger UI served from this server, so it works offline too).
@@ -33,13 +34,14 @@ from ..runtime.breeds import BREEDS
 from ..runtime.scanner import Scanner
 from ..runtime.schema import ScanResult
 from .docs import install_docs
-from .errors import ApiError, install_error_handlers
-from .pool import InferencePool
+from .errors import ApiError, error_response, install_error_handlers
+from .pool import InferencePool, busy
 from .schemas import ERROR_RESPONSES, SCAN_REQUEST_BODY, BreedsResponse, HealthResponse
 from .uploads import UploadLimits, read_upload
 
 log = logging.getLogger("catscanner.web")
 
+SCAN_PATH = "/api/v1/scan"
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_QUEUE = 16
 DEFAULT_MAX_UPLOADS = 32
@@ -123,22 +125,53 @@ class Settings:
 
 class UploadSlots:
     """At most ``n`` request bodies are read at once (each up to the size limit, so memory is
-    bounded); past that, 503 at once."""
+    bounded); past that, 503 at once, asking to come back after ``retry_after()`` seconds."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, retry_after: Callable[[], int]):
         self.n, self._used, self._lock = n, 0, threading.Lock()
+        self._retry_after = retry_after
+
+    @property
+    def full(self) -> bool:
+        """Every slot is taken (a peek: entering decides)."""
+        return self._used >= self.n
 
     def __enter__(self) -> "UploadSlots":
         with self._lock:
-            if self._used >= self.n:
-                raise ApiError(503, "busy", f"The server is receiving {self.n} uploads already. "
-                                            "Try again in a few seconds.", {"Retry-After": "2"})
-            self._used += 1
+            full = self._used >= self.n
+            if not full:
+                self._used += 1
+        if full:
+            raise busy(f"The server is receiving {self.n} uploads already.", self._retry_after())
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         with self._lock:
             self._used -= 1
+
+
+class AdmissionGate:
+    """ASGI middleware: while every upload slot or every inference place is taken, a scan request
+    gets its 503 ``busy`` here, before its body is read and before routing, validation or any
+    other work (issue 10, item 11: 100 clients made the server spend its time on 503s).
+
+    The route checks again (a peek here, the decision there); this only makes the answer cheap.
+    """
+
+    def __init__(self, app: Callable, state: object, path: str):
+        self.app, self.state, self.path = app, state, path
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path:
+            pool: InferencePool | None = getattr(self.state, "pool", None)
+            slots: UploadSlots | None = getattr(self.state, "upload_slots", None)
+            if pool is not None and slots is not None and (pool.full or slots.full):
+                what = (f"The scanner is busy ({pool.capacity} photos in progress or queued)." if pool.full
+                        else f"The server is receiving {slots.n} uploads already.")
+                error = busy(what, pool.retry_after())
+                await error_response(error.status, error.code, error.message, error.headers)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 # ====================================================================== dependencies
@@ -157,7 +190,7 @@ ThresholdQuery = Annotated[float | None, Query(
 api = APIRouter()
 
 
-@api.post("/api/v1/scan", tags=["scan"], summary="Scan one photo", responses=ERROR_RESPONSES,
+@api.post(SCAN_PATH, tags=["scan"], summary="Scan one photo", responses=ERROR_RESPONSES,
           openapi_extra=SCAN_REQUEST_BODY)
 async def scan(request: Request, scanner: ScannerDep, threshold: ThresholdQuery = None) -> ScanResult:
     """Is there a cat, where is each cat, and what breed mix is each one?
@@ -222,7 +255,7 @@ def create_app(settings: Settings | None = None, *, scanner_factory: Callable[[]
         pool = InferencePool(workers, settings.max_queue)
         app.state.pool = pool
         app.state.settings = settings
-        app.state.upload_slots = UploadSlots(settings.max_uploads)
+        app.state.upload_slots = UploadSlots(settings.max_uploads, pool.retry_after)
         app.state.models = Models(pool.executor.submit(factory))  # loads while the server starts
         try:
             yield
@@ -240,6 +273,7 @@ def create_app(settings: Settings | None = None, *, scanner_factory: Callable[[]
         redoc_url=None,  # ReDoc would load from a CDN too, and its bundle is not shipped
     )
     install_error_handlers(app)
+    app.add_middleware(AdmissionGate, state=app.state, path=SCAN_PATH)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     install_docs(app)
     app.include_router(api)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
@@ -12,22 +13,60 @@ from .errors import ApiError
 
 T = TypeVar("T")
 
+MAX_RETRY_AFTER = 30  # seconds: the longest back-off a busy answer asks for
+FIRST_SCAN_GUESS = 0.1  # seconds per photo until scans have been timed
+_EWMA_WEIGHT = 0.2  # weight of the newest scan in the running mean
+
+
+def busy(message: str, retry_after: int) -> ApiError:
+    """The 503 ``busy`` answer: try again after ``retry_after`` seconds."""
+    return ApiError(503, "busy", f"{message} Try again in {retry_after} s.", {"Retry-After": str(retry_after)})
+
 
 class InferencePool:
     """``workers`` threads scan photos; at most ``workers + max_queue`` photos are admitted at once.
 
     A request reserves its place once its photo has arrived (slow or idle uploads never hold a
     place). When every place is taken :meth:`reserve` raises ``ApiError`` 503 at once: a busy
-    server says so rather than letting requests time out.
+    server says so rather than letting requests time out. Its ``Retry-After`` (:meth:`retry_after`)
+    follows the backlog, so that clients come back when there is room instead of asking again at
+    once (issue 10, item 11).
     """
 
     def __init__(self, workers: int, max_queue: int):
         if workers < 1 or max_queue < 0:
             raise ValueError(f"need workers >= 1 and max_queue >= 0 (got {workers}, {max_queue})")
+        self.workers = workers
         self.capacity = workers + max_queue
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="catscan-infer")
         self._lock = threading.Lock()
         self._admitted = 0
+        self._scan_s = FIRST_SCAN_GUESS  # running mean of one scan's wall time
+
+    @property
+    def full(self) -> bool:
+        """Every place is taken (a peek: :meth:`reserve` decides)."""
+        return self._admitted >= self.capacity
+
+    def retry_after(self) -> int:
+        """When a refused client should try again: half the time the photos admitted now need, in
+        whole seconds from 1 to 30. By then places have freed, and the photos still queued keep the
+        workers busy until the clients are back (the full time would let the queue run dry first)."""
+        with self._lock:
+            backlog, scan_s = self._admitted, self._scan_s
+        return max(1, min(MAX_RETRY_AFTER, round(backlog * scan_s / self.workers / 2)))
+
+    def _timed(self, fn: Callable[..., T]) -> Callable[..., T]:
+        def run(*args: Any, **kwargs: Any) -> T:
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - t0
+                with self._lock:
+                    self._scan_s += _EWMA_WEIGHT * (elapsed - self._scan_s)
+
+        return run
 
     @property
     def admitted(self) -> int:
@@ -37,10 +76,11 @@ class InferencePool:
 
     def reserve(self) -> Reservation:
         with self._lock:
-            if self._admitted >= self.capacity:
-                raise ApiError(503, "busy", f"The scanner is busy ({self.capacity} photos in progress or "
-                                            "queued). Try again in a few seconds.", {"Retry-After": "2"})
-            self._admitted += 1
+            full = self._admitted >= self.capacity
+            if not full:
+                self._admitted += 1
+        if full:
+            raise busy(f"The scanner is busy ({self.capacity} photos in progress or queued).", self.retry_after())
         return Reservation(self)
 
     def release(self) -> None:
@@ -69,7 +109,7 @@ class Reservation:
         """Run ``fn`` in a pool thread and wait for it without blocking the event loop."""
         if not self._held:
             raise RuntimeError("this reservation was already used")
-        future = self._pool.executor.submit(fn, *args, **kwargs)
+        future = self._pool.executor.submit(self._pool._timed(fn), *args, **kwargs)
         self._held = False
         future.add_done_callback(lambda _: self._pool.release())
         return await asyncio.wrap_future(future)
