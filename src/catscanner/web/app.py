@@ -5,8 +5,9 @@ inference pool, so the server answers ``/healthz`` with 503 while they load) and
 down at the end. A photo is read into memory as its body streams in (size limit, idle timeout and
 deadline), then takes a place in the inference pool and is scanned in a worker thread off the event
 loop. At most ``max_uploads`` uploads are read at once and ``threads + max_queue`` photos wait or
-are scanned; past either the API answers 503 at once, before reading the body (``AdmissionGate``),
-with a ``Retry-After`` of the seconds the queue needs to drain.
+are scanned; past either a scan request waits at the door up to ``admission_wait`` (1 s) for room,
+before its body is read, and then gets 503 with a ``Retry-After`` that follows the backlog
+(``AdmissionGate``).
 
 Run it with ``catscan serve`` (uvicorn). The page is ``static/index.html``; the API is documented
 at ``/docs`` (Swagger UI served from this server, so it works offline too).
@@ -19,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
@@ -47,6 +49,8 @@ DEFAULT_MAX_QUEUE = 16
 DEFAULT_MAX_UPLOADS = 32
 DEFAULT_IDLE_TIMEOUT = 10.0
 DEFAULT_UPLOAD_DEADLINE = 60.0
+DEFAULT_ADMISSION_WAIT = 1.0  # seconds a scan request may wait at the door for room before its 503
+MAX_WAITING = 256  # scan requests waiting at the door at once; past that, 503 at once
 STATIC_DIR = Path(__file__).with_name("static")
 PAGE_HEADERS = {
     # The page loads nothing from elsewhere: scripts, styles and images come from this server.
@@ -107,6 +111,7 @@ class Settings:
     max_uploads: int = DEFAULT_MAX_UPLOADS
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     upload_deadline: float = DEFAULT_UPLOAD_DEADLINE
+    admission_wait: float = DEFAULT_ADMISSION_WAIT  # 0: answer 503 at once when there is no room
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
@@ -115,6 +120,7 @@ class Settings:
             "threads": int(os.environ.get("CATSCAN_THREADS", 0)),
             "max_queue": int(os.environ.get("CATSCAN_MAX_QUEUE", DEFAULT_MAX_QUEUE)),
             "max_upload_bytes": int(os.environ.get("CATSCAN_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
+            "admission_wait": float(os.environ.get("CATSCAN_ADMISSION_WAIT", DEFAULT_ADMISSION_WAIT)),
         }
         return cls(**{**env, **{k: v for k, v in overrides.items() if v is not None}})
 
@@ -130,6 +136,7 @@ class UploadSlots:
     def __init__(self, n: int, retry_after: Callable[[], int]):
         self.n, self._used, self._lock = n, 0, threading.Lock()
         self._retry_after = retry_after
+        self.on_release: Callable[[], None] | None = None  # called when a slot frees
 
     @property
     def full(self) -> bool:
@@ -148,30 +155,88 @@ class UploadSlots:
     def __exit__(self, *exc_info: object) -> None:
         with self._lock:
             self._used -= 1
+        if (listener := self.on_release) is not None:
+            listener()
 
 
 class AdmissionGate:
-    """ASGI middleware: while every upload slot or every inference place is taken, a scan request
-    gets its 503 ``busy`` here, before its body is read and before routing, validation or any
-    other work (issue 10, item 11: 100 clients made the server spend its time on 503s).
+    """ASGI middleware at the door of ``POST /api/v1/scan`` (issue 10, item 11: under 100 clients
+    the server spent its time answering 503s, ~950 a second).
 
-    The route checks again (a peek here, the decision there); this only makes the answer cheap.
+    While every inference place or every upload slot is taken, a scan request waits here, before
+    its body is read and before routing or validation, for up to ``settings.admission_wait``
+    seconds, first come first served, woken when a place or slot frees; then it goes on, or gets
+    its 503 ``busy`` with ``Retry-After`` from here. Waiting costs nothing but an open connection;
+    it turns a request that would have been refused a moment too early into a scan, and it paces
+    clients that ignore ``Retry-After`` to one refusal per wait instead of as many as the server
+    can answer. At most ``MAX_WAITING`` requests wait; past that, 503 at once. The route checks
+    again (this is a peek, the route decides).
     """
 
     def __init__(self, app: Callable, state: object, path: str):
         self.app, self.state, self.path = app, state, path
+        self._waiting: deque[asyncio.Future[None]] = deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path:
             pool: InferencePool | None = getattr(self.state, "pool", None)
             slots: UploadSlots | None = getattr(self.state, "upload_slots", None)
-            if pool is not None and slots is not None and (pool.full or slots.full):
+            if pool is not None and slots is not None and not await self._room(pool, slots):
                 what = (f"The scanner is busy ({pool.capacity} photos in progress or queued)." if pool.full
                         else f"The server is receiving {slots.n} uploads already.")
                 error = busy(what, pool.retry_after())
                 await error_response(error.status, error.code, error.message, error.headers)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    async def _room(self, pool: InferencePool, slots: UploadSlots) -> bool:
+        """Whether the request may go on, after waiting for room if there is none."""
+        full = lambda: pool.full or slots.full  # noqa: E731
+        if not self._waiting and not full():
+            return True
+        settings: Settings | None = getattr(self.state, "settings", None)
+        wait = settings.admission_wait if settings is not None else 0.0
+        if wait <= 0 or len(self._waiting) >= MAX_WAITING:
+            return not full()
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # first wait in this event loop: be told when room frees
+            self._loop = loop
+            pool.on_release = slots.on_release = self._notify
+        deadline = loop.time() + wait
+        front = False
+        while True:
+            waiter = loop.create_future()
+            if front:  # woken but the room was taken meanwhile: keep its turn
+                self._waiting.appendleft(waiter)
+            else:
+                self._waiting.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
+            except TimeoutError:
+                return not full()
+            finally:
+                if not waiter.done() or waiter.cancelled():
+                    try:
+                        self._waiting.remove(waiter)
+                    except ValueError:
+                        pass
+            if not full():
+                return True
+            front = True
+
+    def _notify(self) -> None:
+        """A place or slot freed (called in any thread): wake the first waiting request."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._wake_one)
+
+    def _wake_one(self) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
 
 # ====================================================================== dependencies

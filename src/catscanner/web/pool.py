@@ -42,6 +42,7 @@ class InferencePool:
         self._lock = threading.Lock()
         self._admitted = 0
         self._scan_s = FIRST_SCAN_GUESS  # running mean of one scan's wall time
+        self.on_release: Callable[[], None] | None = None  # called (in any thread) when a place frees
 
     @property
     def full(self) -> bool:
@@ -86,6 +87,8 @@ class InferencePool:
     def release(self) -> None:
         with self._lock:
             self._admitted -= 1
+        if (listener := self.on_release) is not None:
+            listener()
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
