@@ -33,7 +33,7 @@ from catscanner.runtime.breeds import BREEDS
 from catscanner.runtime.scanner import Scanner
 from catscanner.runtime.schema import ScanResult
 from catscanner.web import Settings, create_app
-from catscanner.web.app import STATIC_DIR
+from catscanner.web.app import DEFAULT_ADMISSION_WAIT, STATIC_DIR
 from catscanner.web.docs import SWAGGER_UI_DIR
 from catscanner.web.errors import ApiError
 from catscanner.web.pool import InferencePool
@@ -417,8 +417,8 @@ def test_queue_full_answers_503_at_once(make_client, scanner: Scanner, cat_bytes
             time.sleep(0.01)
 
         t0 = time.monotonic()
-        r = post_file(c, cat_bytes)  # photo 3: no room (it waits up to admission_wait = 1 s for one)
-        assert time.monotonic() - t0 < 2.5, "a full queue must be answered within about a second"
+        r = post_file(c, cat_bytes)  # photo 3: no room (it waits up to admission_wait = 2 s for one)
+        assert time.monotonic() - t0 < DEFAULT_ADMISSION_WAIT + 1.5, "a full queue must be answered promptly"
         assert "busy" in assert_error(r, 503, "busy")
         assert r.headers["Retry-After"]
     finally:
@@ -515,9 +515,9 @@ def test_a_photo_that_finds_the_queue_full_waits_for_a_place(scanner: Scanner, c
 
 
 def test_retry_after_is_the_time_the_queue_needs(scanner: Scanner) -> None:
-    """The busy answer's Retry-After: half the time the photos admitted need (their number times the
-    mean scan time, timed on the real scans run through the pool, over the workers), in whole
-    seconds from 1 to 30."""
+    """The busy answer's Retry-After: half the time the photos admitted and the requests waiting in
+    line need (their number times the mean scan time, timed on the real scans run through the pool,
+    over the workers), in whole seconds from 1 to 30."""
     pool = InferencePool(workers=2, max_queue=6)
     try:
         photo = Image.new("RGB", (64, 64), (120, 90, 60))
@@ -538,6 +538,7 @@ def test_retry_after_is_the_time_the_queue_needs(scanner: Scanner) -> None:
         pool._scan_s = 10.0  # slow scans: 1 photo admitted, 10 s on one of 2 workers -> come back in 2-3 s
         with pool.reserve():
             assert pool.retry_after() == round(10 / 2 / 2)
+            assert pool.retry_after(waiting=3) == round(4 * 10 / 2 / 2)  # 3 more in line at the door
             pool._scan_s = 1000.0  # very slow scans: the answer is capped
             assert pool.retry_after() == 30
     finally:

@@ -5,7 +5,7 @@ inference pool, so the server answers ``/healthz`` with 503 while they load) and
 down at the end. A photo is read into memory as its body streams in (size limit, idle timeout and
 deadline), then takes a place in the inference pool and is scanned in a worker thread off the event
 loop. At most ``max_uploads`` uploads are read at once and ``threads + max_queue`` photos wait or
-are scanned; past either a scan request waits at the door up to ``admission_wait`` (1 s) for room,
+are scanned; past either a scan request waits at the door up to ``admission_wait`` (2 s) for room,
 before its body is read, and then gets 503 with a ``Retry-After`` that follows the backlog
 (``AdmissionGate``).
 
@@ -49,7 +49,7 @@ DEFAULT_MAX_QUEUE = 16
 DEFAULT_MAX_UPLOADS = 32
 DEFAULT_IDLE_TIMEOUT = 10.0
 DEFAULT_UPLOAD_DEADLINE = 60.0
-DEFAULT_ADMISSION_WAIT = 1.0  # seconds a scan request may wait at the door for room before its 503
+DEFAULT_ADMISSION_WAIT = 2.0  # seconds a scan request may wait at the door for room before its 503
 MAX_WAITING = 256  # scan requests waiting at the door at once; past that, 503 at once
 STATIC_DIR = Path(__file__).with_name("static")
 PAGE_HEADERS = {
@@ -169,8 +169,9 @@ class AdmissionGate:
     its 503 ``busy`` with ``Retry-After`` from here. Waiting costs nothing but an open connection;
     it turns a request that would have been refused a moment too early into a scan, and it paces
     clients that ignore ``Retry-After`` to one refusal per wait instead of as many as the server
-    can answer. At most ``MAX_WAITING`` requests wait; past that, 503 at once. The route checks
-    again (this is a peek, the route decides).
+    can answer. Its ``Retry-After`` counts the requests still waiting in line. At most
+    ``MAX_WAITING`` requests wait; past that, 503 at once. The route checks again (this is a peek,
+    the route decides).
     """
 
     def __init__(self, app: Callable, state: object, path: str):
@@ -185,7 +186,7 @@ class AdmissionGate:
             if pool is not None and slots is not None and not await self._room(pool, slots):
                 what = (f"The scanner is busy ({pool.capacity} photos in progress or queued)." if pool.full
                         else f"The server is receiving {slots.n} uploads already.")
-                error = busy(what, pool.retry_after())
+                error = busy(what, pool.retry_after(waiting=len(self._waiting)))
                 await error_response(error.status, error.code, error.message, error.headers)(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -49,12 +49,13 @@ class InferencePool:
         """Every place is taken (a peek: :meth:`reserve` decides)."""
         return self._admitted >= self.capacity
 
-    def retry_after(self) -> int:
-        """When a refused client should try again: half the time the photos admitted now need, in
-        whole seconds from 1 to 30. By then places have freed, and the photos still queued keep the
-        workers busy until the clients are back (the full time would let the queue run dry first)."""
+    def retry_after(self, waiting: int = 0) -> int:
+        """When a refused client should try again: half the time the photos admitted now and the
+        ``waiting`` requests in line for a place need, in whole seconds from 1 to 30. By then places
+        have freed, and the photos still queued keep the workers busy until the clients are back (the
+        full time would let the queue run dry first)."""
         with self._lock:
-            backlog, scan_s = self._admitted, self._scan_s
+            backlog, scan_s = self._admitted + waiting, self._scan_s
         return max(1, min(MAX_RETRY_AFTER, round(backlog * scan_s / self.workers / 2)))
 
     def _timed(self, fn: Callable[..., T]) -> Callable[..., T]:
