@@ -545,6 +545,31 @@ def test_retry_after_is_the_time_the_queue_needs(scanner: Scanner) -> None:
         pool.shutdown()
 
 
+def test_memory_is_handed_back_once_the_pool_is_idle(scanner: Scanner) -> None:
+    """Issue 10's soak: after 100 clients the server's RSS stayed at its peak (~400 MB; handing the C
+    heap's free pages back took it to ~345 MB). The pool trims the heap once it has been idle for
+    ``idle_trim_after`` seconds: not while photos are admitted, and once per idle spell."""
+    trims: list[float] = []
+    pool = InferencePool(workers=1, max_queue=2, trim=lambda: trims.append(time.monotonic()), idle_trim_after=0.2)
+    try:
+        photo = Image.new("RGB", (64, 64), (120, 90, 60))
+        with pool.reserve() as place:
+            asyncio.run(place.run(scanner.scan, photo))
+        idle_from = time.monotonic()
+        deadline = idle_from + 10
+        while not trims:
+            assert time.monotonic() < deadline, "the idle pool never trimmed the heap"
+            time.sleep(0.02)
+        assert trims[0] - idle_from >= 0.15  # after the idle delay, not at once
+        with pool.reserve():  # a photo admitted: busy, no trim however long it takes
+            time.sleep(0.6)
+            assert len(trims) == 1
+        time.sleep(0.6)
+        assert len(trims) == 2  # idle again: trimmed again, once
+    finally:
+        pool.shutdown()
+
+
 # ---------------------------------------------------------------------------- health and meta
 def test_healthz_is_503_until_the_models_are_loaded(scanner: Scanner, cat_bytes: bytes) -> None:
     loaded = threading.Event()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +20,19 @@ FIRST_SCAN_GUESS = 0.1  # seconds per photo until scans have been timed
 _EWMA_WEIGHT = 0.2  # weight of the newest scan in the running mean
 
 
+IDLE_TRIM_AFTER = 1.0  # seconds the pool stays idle before freed memory goes back to the system
+
+
+def _malloc_trim() -> Callable[[], object] | None:
+    """glibc's ``malloc_trim(0)``: hands the heap's free pages back to the system (None elsewhere)."""
+    try:
+        trim = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS, Windows)
+        return None
+    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
+    return lambda: trim(0)
+
+
 def busy(message: str, retry_after: int) -> ApiError:
     """The 503 ``busy`` answer: try again after ``retry_after`` seconds."""
     return ApiError(503, "busy", f"{message} Try again in {retry_after} s.", {"Retry-After": str(retry_after)})
@@ -31,9 +46,14 @@ class InferencePool:
     server says so rather than letting requests time out. Its ``Retry-After`` (:meth:`retry_after`)
     follows the backlog, so that clients come back when there is room instead of asking again at
     once (issue 10, item 11).
+
+    Once the pool has been idle for ``idle_trim_after`` seconds, ``trim`` runs (by default glibc's
+    ``malloc_trim``): the decoded photos and buffers of a burst are freed to the C heap, which keeps
+    their pages otherwise (issue 10's soak: RSS after 100 clients stayed at its peak, ~400 MB).
     """
 
-    def __init__(self, workers: int, max_queue: int):
+    def __init__(self, workers: int, max_queue: int, *, trim: Callable[[], object] | None = _malloc_trim(),
+                 idle_trim_after: float = IDLE_TRIM_AFTER):
         if workers < 1 or max_queue < 0:
             raise ValueError(f"need workers >= 1 and max_queue >= 0 (got {workers}, {max_queue})")
         self.workers = workers
@@ -41,8 +61,27 @@ class InferencePool:
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="catscan-infer")
         self._lock = threading.Lock()
         self._admitted = 0
+        self._started = 0  # photos admitted so far (to tell whether the pool stayed idle)
         self._scan_s = FIRST_SCAN_GUESS  # running mean of one scan's wall time
         self.on_release: Callable[[], None] | None = None  # called (in any thread) when a place frees
+        self._trim, self._idle_trim_after = trim, idle_trim_after
+        self._went_idle, self._closing = threading.Event(), threading.Event()
+        self._trimmer: threading.Thread | None = None
+        if trim is not None:
+            self._trimmer = threading.Thread(target=self._trim_when_idle, name="catscan-trim", daemon=True)
+            self._trimmer.start()
+
+    def _trim_when_idle(self) -> None:
+        while self._went_idle.wait() and not self._closing.is_set():
+            self._went_idle.clear()
+            with self._lock:
+                started = self._started
+            if self._closing.wait(self._idle_trim_after):
+                return
+            with self._lock:
+                still_idle = self._admitted == 0 and self._started == started
+            if still_idle:
+                self._trim()
 
     @property
     def full(self) -> bool:
@@ -81,6 +120,7 @@ class InferencePool:
             full = self._admitted >= self.capacity
             if not full:
                 self._admitted += 1
+                self._started += 1
         if full:
             raise busy(f"The scanner is busy ({self.capacity} photos in progress or queued).", self.retry_after())
         return Reservation(self)
@@ -88,11 +128,18 @@ class InferencePool:
     def release(self) -> None:
         with self._lock:
             self._admitted -= 1
+            idle = self._admitted == 0
+        if idle:
+            self._went_idle.set()
         if (listener := self.on_release) is not None:
             listener()
 
     def shutdown(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+        self._closing.set()
+        self._went_idle.set()
+        if self._trimmer is not None:
+            self._trimmer.join(5)
 
 
 class Reservation:
