@@ -8,7 +8,8 @@ on loopback, default settings), then
    some send the request headers and then nothing (both should get 408 and never hold up scans);
 3. **after**: 10 s with no traffic, then the server's memory;
 4. **base again**: the 16 clients once more (the machine's other load changes by the minute, so the
-   reference is the mean of both base phases).
+   reference is the mean of both base phases);
+5. optionally (``--storm-seconds``) **storm**: 100 clients that ask again at once after a 503.
 
 Clients honour ``Retry-After`` on a 503 (they wait that many seconds, times 1-1.5 so they do not all
 come back at once), as the API asks; ``--ignore-retry-after`` makes them ask again at once, which is
@@ -27,7 +28,7 @@ Run from the repository root with the venv active (httpx: the test extra install
 
     python benchmarks/soak.py                                  # ~2.5 min, writes benchmarks/soak.json
     python benchmarks/soak.py --base-seconds 10 --seconds 20   # a shorter run
-    python benchmarks/soak.py --ignore-retry-after --json-out /tmp/storm.json
+    python benchmarks/soak.py --storm-seconds 30                # and 30 s of clients ignoring Retry-After
 """
 
 from __future__ import annotations
@@ -86,8 +87,8 @@ def top_processes(exclude: set[int], n: int = 5) -> list[str]:
                          text=True, check=False).stdout.splitlines()
     rows = []
     for line in out[1:]:
-        pid = int(line.split(None, 1)[0])
-        if pid not in exclude and float(line.split()[1]) >= 5:
+        pid, pcpu, _, _, command = line.split(None, 4)
+        if int(pid) not in exclude and float(pcpu) >= 5 and not command.startswith("ps "):
             rows.append(" ".join(line.split())[:200])
     return rows[:n]
 
@@ -162,6 +163,7 @@ class Tally:
     retry_after: Counter = field(default_factory=Counter)
     errors: Counter = field(default_factory=Counter)  # everything else, by kind
     slow: Counter = field(default_factory=Counter)  # the slow clients' outcomes
+    honour: bool = True  # the clients waited Retry-After after a 503
 
     def in_phase(self, t: float) -> bool:
         return self.start <= t <= self.end
@@ -194,6 +196,10 @@ class Connection:
             raise
 
     async def _request(self, message: bytes) -> tuple[int, dict[str, str], bytes]:
+        if self.reader is not None and self.reader.at_eof():
+            # The server closed the idle connection (uvicorn's keep-alive timeout is 5 s, less than a
+            # long Retry-After): open a new one, as HTTP clients do before reusing a connection.
+            self.close()
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
@@ -324,7 +330,7 @@ async def slow_client(host: str, port: int, photo: bytes, tally: Tally, trickle:
 
 async def run_phase(url: str, host: str, port: int, photos: list[tuple[str, bytes]], clients: int, seconds: float,
                     honour_retry_after: bool, trickle: int = 0, idle: int = 0, seed: int = 0) -> Tally:
-    tally = Tally()
+    tally = Tally(honour=honour_retry_after)
     rng = random.Random(seed)
     tally.start = time.monotonic()
     tally.end = tally.start + seconds
@@ -363,6 +369,7 @@ def summarize(tally: Tally, clients: int, seconds: float, wall_s: float, server_
         "measured_wall_s": round(wall_s, 1),
         "server_cpu_s": round(server_cpu_s, 1), "server_cores": round(server_cpu_s / wall_s, 2),
         "server_cpu_ms_per_ok": round(server_cpu_s / (ok + tally.ok_late) * 1000, 1) if ok else None,
+        "clients_honour_retry_after": tally.honour,
         "load_client_cpu_s": round(own_cpu_s, 1),
         "other_processes_cores": round(others / wall_s, 2),
     }
@@ -390,6 +397,8 @@ def main() -> None:
     ap.add_argument("--settle", type=float, default=10, help="seconds without traffic before the 'after' RSS")
     ap.add_argument("--photos", type=int, default=60, help="distinct Oxford photos to send")
     ap.add_argument("--ignore-retry-after", action="store_true", help="ask again at once after a 503")
+    ap.add_argument("--storm-seconds", type=float, default=0,
+                    help="then this long with --clients clients that ignore Retry-After (not part of the goals)")
     ap.add_argument("--no-base-again", dest="base_again", action="store_false",
                     help="skip the second base phase (after the load; the reference is the mean of both)")
     ap.add_argument("--port", type=int, default=0, help="loopback port (default: a free one)")
@@ -418,10 +427,10 @@ def main() -> None:
         monitor = Monitor(server.pid)
         monitor.start()
 
-        def measured(name: str, **kw) -> dict:
+        def measured(name: str, honour: bool = not args.ignore_retry_after, **kw) -> dict:
             monitor.phase = name
             t0, cpu0, busy0, own0 = time.monotonic(), proc_cpu_s(server.pid), machine_busy_s(), time.process_time()
-            tally = asyncio.run(run_phase(url, host, port, photos, honour_retry_after=not args.ignore_retry_after, **kw))
+            tally = asyncio.run(run_phase(url, host, port, photos, honour_retry_after=honour, **kw))
             t1, cpu1, busy1, own1 = time.monotonic(), proc_cpu_s(server.pid), machine_busy_s(), time.process_time()
             extra = {"slow_trickle": kw.get("trickle", 0), "slow_idle": kw.get("idle", 0)}
             return summarize(tally, kw["clients"], kw["seconds"], t1 - t0, cpu1 - cpu0, busy1 - busy0, own1 - own0,
@@ -441,6 +450,9 @@ def main() -> None:
         if args.base_again:  # the machine's other load changes by the minute: measure the reference twice
             phases["base_again"] = measured("base_again", clients=args.base_clients, seconds=args.base_seconds)
             print_phase("base 2", phases["base_again"])
+        if args.storm_seconds:  # issue 10 item 11: clients that ask again at once after a 503
+            phases["storm"] = measured("storm", honour=False, clients=args.clients, seconds=args.storm_seconds)
+            print_phase("storm", phases["storm"])
         monitor.stop.set()
         others_after = top_processes(me)
         load_after = os.getloadavg()
@@ -459,7 +471,8 @@ def main() -> None:
             "phases": phases, "base_ok_per_s_mean": round(reference, 2),
             "rss_mb": {"ready": round(rss_ready), "peak_base": round(monitor.peak_by_phase.get("base", 0)),
                        "peak_load": round(monitor.peak_by_phase.get("load", 0)), "peak_hwm": round(hwm),
-                       "after": round(rss_after), "settle_s": args.settle},
+                       "after": round(rss_after), "settle_s": args.settle,
+                       "end": round(proc_rss_mb(server.pid)[0])},
             "after": {"healthz_ok": healthy, "scan_status": final.status_code},
             "machine": {"load_average_before": [round(v, 2) for v in load_before],
                         "load_average_after": [round(v, 2) for v in load_after],
