@@ -56,7 +56,7 @@ def street(data_dir):
 
 
 GAP = pytest.mark.xfail(strict=True, reason=(
-    "issue 8 is open: the shipped head finds 35 % of the scene cats (9 % of those under 30 % of the "
+    "issue 8 is open: the shipped head finds 41 % of the scene cats (12 % of those under 30 % of the "
     "short side); this case is what it must reach. strict: the test fails once it passes"))
 
 
