@@ -91,6 +91,14 @@ def test_cross_validation_trains_each_fold_once_and_reports(oxford_dir, tmp_path
     stamp = (tmp_path / "cv" / "fold0" / "best.pt").stat().st_mtime_ns
     assert cross_validate(cfg, folds=2)["folds"] == r["folds"]
     assert (tmp_path / "cv" / "fold0" / "best.pt").stat().st_mtime_ns == stamp
+    assert r["folds_done"] == 2 and r["k"] == 2
+    # a report of unfinished folds says so, and needs at least two
+    from catscanner.errors import CatScannerError
+    from catscanner.training.crossval import report
+
+    (tmp_path / "cv" / "fold1" / "val_predictions.npz").unlink()
+    with pytest.raises(CatScannerError, match="1 of 2 folds finished"):
+        report(cfg, 2)
 
 
 def test_training_without_a_validation_set_keeps_the_last_epoch_and_the_given_temperature(oxford_dir, tmp_path):

@@ -101,13 +101,13 @@ def train_command():
 
 def cross_validate_command():
     """``catscan cross-validate``: the k-fold report of a training recipe (TrainConfig's flags)."""
-    def cross_validate(config: Optional[Path] = None, k: int = 5, **options) -> None:
+    def cross_validate(config: Optional[Path] = None, k: int = 5, report_only: bool = False, **options) -> None:
         """Cross-validate a breed training recipe: train one model per fold of a stratified k-fold
         over --photos (default all 2,100 cats), then report accuracy and macro-F1 per fold, mean and
         spread, the out-of-fold temperature and its calibration (OUT/cv.json, OUT/cv_confusion.png).
-        Finished folds are not retrained."""
+        Finished folds are not retrained; --report-only reports the folds finished so far."""
         need_torch()
-        from ..training.crossval import cross_validate as run
+        from ..training.crossval import cross_validate as run, report
 
         if config is None and options.get("photos") is None:
             options["photos"] = "all"
@@ -115,10 +115,11 @@ def cross_validate_command():
         if k < 2:
             fail("--k must be at least 2")
         try:
-            r = run(cfg, k)
+            r = report(cfg, k) if report_only else run(cfg, k)
         except CatScannerError as e:
             fail(str(e))
-        table = Table("fold", "photos", "accuracy", "macro-F1", title=f"{k}-fold cross-validation, {cfg.out}")
+        done = "" if r["folds_done"] == k else f" ({r['folds_done']} folds finished)"
+        table = Table("fold", "photos", "accuracy", "macro-F1", title=f"{k}-fold cross-validation{done}, {cfg.out}")
         for f in r["folds"]:
             table.add_row(str(f["fold"]), str(f["photos"]), f"{f['accuracy']:.3f}", f"{f['macro_f1']:.3f}")
         table.add_row("mean ± sd", str(sum(f["photos"] for f in r["folds"])),
@@ -131,6 +132,8 @@ def cross_validate_command():
         _CONFIG_FILE,
         inspect.Parameter("k", inspect.Parameter.KEYWORD_ONLY, default=5,
                           annotation=Annotated[int, typer.Option("--k", help="Number of folds.")]),
+        inspect.Parameter("report_only", inspect.Parameter.KEYWORD_ONLY, default=False,
+                          annotation=Annotated[bool, typer.Option(help="Train nothing: report the folds finished so far.")]),
         *[p for p in _config_options() if p.name not in ("folds", "fold", "keep", "temperature")],
     ])
     return cross_validate

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import CatScannerError
 from ..runtime.breeds import softmax
 from .config import TrainConfig
 from .evaluate import breed_metrics, expected_calibration_error, plot_confusion
@@ -48,11 +49,16 @@ def _fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
 
 def report(cfg: TrainConfig, folds: int) -> dict:
-    """The cross-validation report from the folds' saved validation predictions."""
+    """The cross-validation report from the folds' saved validation predictions: of every fold, or of
+    the folds finished so far (``folds_done`` says how many; at least two are needed)."""
     out = Path(cfg.out)
-    preds = [np.load(Path(fold_config(cfg, folds, i).out) / "val_predictions.npz") for i in range(folds)]
+    files = [Path(fold_config(cfg, folds, i).out) / "val_predictions.npz" for i in range(folds)]
+    done = [i for i, f in enumerate(files) if f.exists()]
+    if len(done) < 2:
+        raise CatScannerError(f"{len(done)} of {folds} folds finished in {out}: a report needs at least 2.")
+    preds = [np.load(files[i]) for i in done]
     per_fold = []
-    for i, p in enumerate(preds):
+    for i, p in zip(done, preds):
         m = breed_metrics(p["labels"], softmax(p["logits"]))
         per_fold.append({"fold": i, "photos": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro"]["f1"]})
     logits = np.concatenate([p["logits"] for p in preds])
@@ -64,11 +70,12 @@ def report(cfg: TrainConfig, folds: int) -> dict:
                                               np.concatenate([q["labels"] for j, q in enumerate(preds) if j != i])))
         for i, p in enumerate(preds)])
     oof = breed_metrics(labels, softmax(logits, temperature))
-    oof["split"] = f"{folds}-fold out-of-fold"
+    oof["split"] = f"{folds}-fold out-of-fold" + ("" if len(done) == folds else f" ({len(done)} folds)")
     acc = np.array([f["accuracy"] for f in per_fold])
     f1 = np.array([f["macro_f1"] for f in per_fold])
     result = {
         "recipe": asdict(replace(cfg, folds=folds, fold=0)),
+        "folds_done": len(done), "k": folds,
         "folds": per_fold,
         "accuracy_mean": float(acc.mean()), "accuracy_std": float(acc.std(ddof=1)),
         "macro_f1_mean": float(f1.mean()), "macro_f1_std": float(f1.std(ddof=1)),
