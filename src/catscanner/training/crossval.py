@@ -20,6 +20,7 @@ from ..errors import CatScannerError
 from ..runtime.breeds import softmax
 from .config import TrainConfig
 from .evaluate import breed_metrics, expected_calibration_error, plot_confusion
+from .train import fit_temperature, train
 
 
 def fold_config(cfg: TrainConfig, folds: int, fold: int) -> TrainConfig:
@@ -30,8 +31,6 @@ def fold_config(cfg: TrainConfig, folds: int, fold: int) -> TrainConfig:
 
 def cross_validate(cfg: TrainConfig, folds: int = 5) -> dict:
     """Train ``folds`` fold models of the recipe ``cfg`` (skipping finished ones) and report."""
-    from .train import train
-
     for i in range(folds):
         fold_cfg = fold_config(cfg, folds, i)
         if (Path(fold_cfg.out) / "val_predictions.npz").exists():
@@ -40,12 +39,6 @@ def cross_validate(cfg: TrainConfig, folds: int = 5) -> dict:
         print(f"fold {i + 1}/{folds}: training in {fold_cfg.out}", flush=True)
         train(fold_cfg, resume=True)
     return report(cfg, folds)
-
-
-def _fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
-    from .train import fit_temperature
-
-    return fit_temperature(logits, labels)
 
 
 def report(cfg: TrainConfig, folds: int) -> dict:
@@ -63,12 +56,14 @@ def report(cfg: TrainConfig, folds: int) -> dict:
         per_fold.append({"fold": i, "photos": m["n"], "accuracy": m["accuracy"], "macro_f1": m["macro"]["f1"]})
     logits = np.concatenate([p["logits"] for p in preds])
     labels = np.concatenate([p["labels"] for p in preds])
-    temperature = _fit_temperature(logits, labels)
+    temperature = fit_temperature(logits, labels)
     # ECE with the temperature fitted on the other folds only (no photo calibrates itself)
-    crossfit = np.concatenate([
-        softmax(p["logits"], _fit_temperature(np.concatenate([q["logits"] for j, q in enumerate(preds) if j != i]),
-                                              np.concatenate([q["labels"] for j, q in enumerate(preds) if j != i])))
-        for i, p in enumerate(preds)])
+    crossfit = []
+    for i, p in enumerate(preds):
+        others = [q for j, q in enumerate(preds) if j != i]
+        t = fit_temperature(np.concatenate([q["logits"] for q in others]), np.concatenate([q["labels"] for q in others]))
+        crossfit.append(softmax(p["logits"], t))
+    crossfit = np.concatenate(crossfit)
     oof = breed_metrics(labels, softmax(logits, temperature))
     oof["split"] = f"{folds}-fold out-of-fold" + ("" if len(done) == folds else f" ({len(done)} folds)")
     acc = np.array([f["accuracy"] for f in per_fold])
