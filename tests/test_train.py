@@ -109,3 +109,32 @@ def test_training_without_a_validation_set_keeps_the_last_epoch_and_the_given_te
     assert summary["kept_epoch"] == 2 and summary["val_accuracy"] is None and summary["temperature"] == 0.7
     assert torch.load(best, weights_only=False)["temperature"] == 0.7
     assert not (tmp_path / "all" / "val_predictions.npz").exists()
+
+
+def _strict_json(text: str):
+    def refuse(name):
+        raise ValueError(f"{name} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_keep_last_measures_validation_once_and_writes_strict_json(oxford_dir, tmp_path, monkeypatch):
+    import catscanner.training.train as train_module
+
+    calls = []
+    real = train_module.predict_logits
+
+    def counting(model, photos, spec, batch_size=32):
+        calls.append(len(photos))
+        return real(model, photos, spec, batch_size)
+
+    monkeypatch.setattr(train_module, "predict_logits", counting)
+    cfg = TrainConfig(data=str(oxford_dir), out=str(tmp_path / "last"), keep="last", epochs=2, limit=12,
+                      batch_size=6, threads=1)
+    train(cfg)
+    assert len(calls) == 1  # the last epoch's validation pass is the kept model's predictions
+    metrics = _strict_json((tmp_path / "last" / "metrics.json").read_text())  # no NaN for unmeasured epochs
+    first, last = metrics["epochs"]
+    assert first["val_accuracy"] is None and first["val_loss"] is None
+    assert last["val_accuracy"] == metrics["summary"]["val_accuracy"]
+    saved = np.load(tmp_path / "last" / "val_predictions.npz")
+    assert np.mean(saved["logits"].argmax(1) == saved["labels"]) == pytest.approx(last["val_accuracy"])

@@ -45,8 +45,8 @@ class EpochMetrics:
     epoch: int
     train_loss: float
     train_accuracy: float
-    val_loss: float
-    val_accuracy: float
+    val_loss: float | None  # None: the epoch was not measured on validation photos
+    val_accuracy: float | None
     lr_head: float
     seconds: float
 
@@ -164,6 +164,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     history: list[dict] = []
     start_epoch, best_acc = 0, -1.0
+    kept_logits = None  # validation logits of the kept epoch, when this run measured them
     ckpt_path = out / "checkpoint.pt"
     if resume and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
@@ -207,7 +208,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             loss_sum += loss.item() * len(idx)
             bar.set_postfix(loss=loss_sum / seen, acc=correct / seen)
 
-        val_loss = val_acc = float("nan")  # measured every epoch only when it picks the epoch
+        val_logits = val_loss = val_acc = None  # measured every epoch only when it picks the epoch
         if len(val_set) and (not keep_last or epoch + 1 == cfg.epochs):
             val_logits = predict_logits(model, val_set, spec)
             val_loss = F.cross_entropy(torch.from_numpy(val_logits), torch.from_numpy(val_set.labels)).item()
@@ -215,10 +216,11 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         m = EpochMetrics(epoch + 1, loss_sum / seen, correct / seen, val_loss, val_acc,
                          optimizer.param_groups[-1]["lr"], time.time() - t0)
         history.append(asdict(m))
+        val_text = "not measured" if val_acc is None else f"loss {val_loss:.3f} acc {val_acc:.3f}"
         print(f"epoch {m.epoch}: train loss {m.train_loss:.3f} acc {m.train_accuracy:.3f} | "
-              f"val loss {m.val_loss:.3f} acc {m.val_accuracy:.3f} | {m.seconds:.0f} s", flush=True)
+              f"val {val_text} | {m.seconds:.0f} s", flush=True)
         if keep_last or val_acc > best_acc:
-            best_acc = val_acc
+            best_acc, kept_logits = (val_acc if val_acc is not None else -1.0), val_logits
             torch.save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best_weights.pt")
         torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                     "history": history, "best_accuracy": best_acc, "torch_rng": torch.get_rng_state(),
@@ -230,7 +232,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     model.load_state_dict(best["model"])
     val_accuracy = None
     if len(val_set):
-        val_logits = predict_logits(model, val_set, spec)
+        # predicted again only when the kept epoch was measured before a resume
+        val_logits = kept_logits if kept_logits is not None else predict_logits(model, val_set, spec)
         val_accuracy = float((val_logits.argmax(1) == val_set.labels).mean())
         np.savez(out / "val_predictions.npz", logits=val_logits, labels=val_set.labels,
                  names=np.array([it.name for it in val_items]))
@@ -259,12 +262,13 @@ def plot_curves(history: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ep = [h["epoch"] for h in history]
+    measured = [h for h in history if h["val_accuracy"] is not None and h["val_accuracy"] == h["val_accuracy"]]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
-    a.plot(ep, [h["val_loss"] for h in history], "o-", label="validation")
+    a.plot([h["epoch"] for h in measured], [h["val_loss"] for h in measured], "o-", label="validation")
     a.set(xlabel="epoch", ylabel="loss", title="Loss")
     b.plot(ep, [h["train_accuracy"] for h in history], "o-", label="train")
-    b.plot(ep, [h["val_accuracy"] for h in history], "o-", label="validation")
+    b.plot([h["epoch"] for h in measured], [h["val_accuracy"] for h in measured], "o-", label="validation")
     b.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
     for ax in (a, b):
         ax.grid(alpha=0.3)
