@@ -41,11 +41,15 @@ def cross_validate(cfg: TrainConfig, folds: int = 5) -> dict:
     return report(cfg, folds)
 
 
-def report(cfg: TrainConfig, folds: int) -> dict:
+def report(cfg: TrainConfig, folds: int, predictions: str = "val_predictions.npz", name: str = "cv") -> dict:
     """The cross-validation report from the folds' saved validation predictions: of every fold, or of
-    the folds finished so far (``folds_done`` says how many; at least two are needed)."""
+    the folds finished so far (``folds_done`` says how many; at least two are needed).
+
+    ``predictions``: the file in each fold folder to read (another reading of the same held-out
+    photos, e.g. at another input size); ``name``: the report's files, OUT/<name>.json and
+    OUT/<name>_confusion.png."""
     out = Path(cfg.out)
-    files = [Path(fold_config(cfg, folds, i).out) / "val_predictions.npz" for i in range(folds)]
+    files = [Path(fold_config(cfg, folds, i).out) / predictions for i in range(folds)]
     done = [i for i, f in enumerate(files) if f.exists()]
     if len(done) < 2:
         raise CatScannerError(f"{len(done)} of {folds} folds finished in {out}: a report needs at least 2.")
@@ -79,6 +83,6 @@ def report(cfg: TrainConfig, folds: int) -> dict:
         "ece_uncalibrated": expected_calibration_error(softmax(logits), labels),
         "out_of_fold": oof,
     }
-    (out / "cv.json").write_text(json.dumps(result, indent=2))
-    plot_confusion(oof, out / "cv_confusion.png")
+    (out / f"{name}.json").write_text(json.dumps(result, indent=2))
+    plot_confusion(oof, out / f"{name}_confusion.png")
     return result
