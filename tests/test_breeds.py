@@ -103,7 +103,9 @@ def _fixed_test_sample(oxford_dir, per_breed: int = 10):
 
 def test_shipped_breed_model_accuracy_floor(scanner, oxford_dir):
     """Regression floor on a fixed sample of 120 test photos (10 per breed, every 8th photo).
-    The shipped model scores 0.914 on all 1,044 test photos and 0.925 on this sample."""
+    The shipped model learned from all 2,100 labelled cats, these included (issue 12): it names all
+    120 right. So this catches a broken model file or preprocessing (a wrong crop, normalisation or
+    channel order), not how well it generalises; that is measured by cross-validation (model card)."""
     from catscanner.runtime.imaging import load_image, preprocess
 
     sample = _fixed_test_sample(oxford_dir)
@@ -114,7 +116,7 @@ def test_shipped_breed_model_accuracy_floor(scanner, oxford_dir):
     ])
     labels = np.array([it.label for it in sample])
     accuracy = float((probs.argmax(1) == labels).mean())
-    assert accuracy >= 0.86, accuracy
+    assert accuracy >= 0.97, accuracy
     # calibrated: the mean confidence is close to the accuracy
     assert abs(probs.max(1).mean() - accuracy) < 0.08
 
