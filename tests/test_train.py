@@ -45,6 +45,13 @@ def test_short_training_run_lowers_the_loss_and_resumes(oxford_dir, tmp_path):
     probs = clf(preprocess(load_image(photo), clf.preprocess)[None])
     assert probs.shape == (1, 12) and np.isclose(probs.sum(), 1.0)
 
+    # --read-size: the same centre crop read at a larger size, recorded in the model's metadata
+    larger = BreedClassifier(OnnxModel(export_breeds(best, tmp_path / "breeds_288.onnx", read_size=288), threads=1))
+    assert larger.preprocess.size == 288 and larger.preprocess.crop_fraction == clf.preprocess.crop_fraction
+    x = preprocess(load_image(photo), larger.preprocess)[None]
+    assert x.shape == (1, 3, 288, 288)
+    assert np.isclose(larger(x).sum(), 1.0)
+
 
 def test_training_is_deterministic_with_a_seed(oxford_dir, tmp_path):
     runs = []

@@ -292,11 +292,13 @@ def check_weights(
 def export_breeds(
     checkpoint: Annotated[Path, typer.Argument(help="best.pt written by catscan train.")],
     out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("src/catscanner/models/breeds.onnx"),
+    read_size: Annotated[int, typer.Option(help="Read the same centre crop at this many pixels instead of "
+                                                "the training size (0: the training size).")] = 0,
 ) -> None:
     """Export a trained breed checkpoint to ONNX for the scanner."""
     need_torch()
     from ..training.export import export_breeds
 
-    console.print(f"wrote {export_breeds(checkpoint, out)}")
+    console.print(f"wrote {export_breeds(checkpoint, out, read_size=read_size)}")
 
 

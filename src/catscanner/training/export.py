@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -37,10 +38,17 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, out: Path, output_names
     return out
 
 
-def export_breeds(checkpoint: str | Path, out: Path, details: dict | None = None) -> Path:
-    """A trained breed checkpoint (``best.pt`` from ``catscan train``) as ONNX returning logits."""
+def export_breeds(checkpoint: str | Path, out: Path, details: dict | None = None, read_size: int = 0) -> Path:
+    """A trained breed checkpoint (``best.pt`` from ``catscan train``) as ONNX returning logits.
+
+    ``read_size`` > 0: the model reads the same centre crop at this many pixels instead of its
+    training size (a larger one undoes the zoom of random-resized-crop training; measured by
+    ``benchmarks/breed_test_size.py``)."""
     model, ckpt = load_breed_checkpoint(checkpoint)
-    meta = ModelMeta("breeds", ckpt["config"]["backbone"], Preprocess.from_dict(ckpt["preprocess"]),
+    spec = Preprocess.from_dict(ckpt["preprocess"])
+    if read_size:
+        spec = replace(spec, size=read_size)
+    meta = ModelMeta("breeds", ckpt["config"]["backbone"], spec,
                      breeds=tuple(ckpt["breeds"]), temperature=ckpt["temperature"],
                      details={"config": ckpt["config"], "summary": ckpt["summary"], **(details or {})})
     return export_onnx(model, meta, out, BREED_OUTPUTS)
