@@ -31,18 +31,13 @@ from catscanner.training.evaluate import breed_split
 from catscanner.training.train import PhotoSet, predict_logits, train_preprocess
 
 
-def recipe(config: dict) -> TrainConfig:
-    known = set(TrainConfig.__dataclass_fields__)
-    return TrainConfig(**{k: v for k, v in config.items() if k in known})
-
-
 def read_folds_at(run: Path, sizes: list[int]) -> TrainConfig:
     """Every finished fold's held-out photos read at each size; returns the recipe."""
     cfg = None
     for ckpt_path in sorted(run.glob("fold*/best.pt")):
         todo = [s for s in sizes if not (ckpt_path.parent / f"val_predictions_s{s}.npz").exists()]
         model, ckpt = load_breed_checkpoint(ckpt_path)
-        cfg = recipe(ckpt["config"])
+        cfg = TrainConfig.from_stored(ckpt["config"])
         if not todo:
             continue
         model = model.to(memory_format=torch.channels_last)

@@ -43,6 +43,13 @@ class TrainConfig:
     weights: str | None = _opt(None, "Local backbone weights (.pth), for resnet50.")
 
     @classmethod
+    def from_stored(cls, stored: dict) -> "TrainConfig":
+        """The config a checkpoint or exported model recorded; keys this version does not know are
+        ignored (models written by other versions)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in stored.items() if k in known})
+
+    @classmethod
     def from_json(cls, path: str | Path, **overrides) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
         raw = json.loads(Path(path).read_text())

@@ -8,7 +8,7 @@ Metrics come from scikit-learn.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +80,7 @@ def breed_split(data: str | Path, split: str, train_config: dict) -> list:
         return read_photo_set(data, split)
     if "val_fraction" not in train_config:
         raise CatScannerError("This breed model does not record its validation split; use trainval or test.")
-    known = {f.name for f in fields(TrainConfig)}
-    cfg = TrainConfig(**{k: v for k, v in train_config.items() if k in known})
+    cfg = TrainConfig.from_stored(train_config)
     cfg.data, cfg.limit = str(data), 0
     cfg.val_seed = train_config.get("val_seed", train_config["seed"])
     val = training_items(cfg)[1]

@@ -262,7 +262,8 @@ def plot_curves(history: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     ep = [h["epoch"] for h in history]
-    measured = [h for h in history if h["val_accuracy"] is not None and h["val_accuracy"] == h["val_accuracy"]]
+    # None = not measured (NaN in histories of runs resumed from checkpoints of earlier versions)
+    measured = [h for h in history if h["val_accuracy"] is not None and not math.isnan(h["val_accuracy"])]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(ep, [h["train_loss"] for h in history], "o-", label="train")
     a.plot([h["epoch"] for h in measured], [h["val_loss"] for h in measured], "o-", label="validation")
