@@ -25,8 +25,11 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
     models.mkdir()
     shutil.copy(ModelFiles.resolve(None).breeds, models / "breeds.onnx")
     report = fit_detector(data_dir, models / "detector.onnx", n_scenes=40, epochs=4, threads=2,
-                          refit_all=True, max_photos=30)
+                          refit_all=True, max_photos=30, cache=tmp_path / "cache",
+                          box_classifier=True)
     assert report["refit_all"] is True and report["fit_photos"] > 30
+    assert len(list((tmp_path / "cache").glob("features_fit_40_*.pkl"))) == 1  # features kept for later runs
+    assert report["box_classifier"]["candidates"] > report["box_classifier"]["finding_a_cat"] > 0
     assert report["held_out_photos"] > 0 and report["candidates"] > 0
     lo, hi = report["thresholds"]
     assert 0.0 < hi <= lo < 1.0
@@ -34,7 +37,19 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
     scanner = Scanner(models, threads=1)
     meta = scanner.detector.model.meta
     assert meta.details["fit"]["refit_all"] is True and meta.details["head"]["mid"] > 0
-    assert np.isfinite(meta.detection.coef).all()
+    assert np.isfinite(meta.detection.coef).all() and len(meta.detection.coef) == 6
+    assert len(meta.detection.box_classifier) == 1000 and np.isfinite(meta.detection.box_classifier).all()
     result = scanner.scan(cat_photo)  # a head trained briefly on a few photos: it must run, not be good
     assert result.error is None and 0.0 <= result.cat_probability <= 1.0
     json.dumps(result.to_dict())
+
+
+def test_detection_params_refuse_a_score_of_the_wrong_width():
+    from catscanner.runtime.contract import DetectionParams
+
+    with pytest.raises(ValueError, match="6 weights, the box score takes 5"):
+        DetectionParams(stride=16, peak_threshold=0.05, coef=(0.0,) * 6, intercept=0.0,
+                        cat_threshold=0.5, box_threshold=0.5)
+    with pytest.raises(ValueError, match="not one per ImageNet class"):
+        DetectionParams(stride=16, peak_threshold=0.05, coef=(0.0,) * 6, intercept=0.0,
+                        cat_threshold=0.5, box_threshold=0.5, box_classifier=(0.0,) * 10)

@@ -145,3 +145,28 @@ def test_keep_last_measures_validation_once_and_writes_strict_json(oxford_dir, t
     assert last["val_accuracy"] == metrics["summary"]["val_accuracy"]
     saved = np.load(tmp_path / "last" / "val_predictions.npz")
     assert np.mean(saved["logits"].argmax(1) == saved["labels"]) == pytest.approx(last["val_accuracy"])
+
+
+def test_init_from_starts_each_fold_from_its_own_fold_model(oxford_dir, tmp_path):
+    """--init-from fine-tunes a trained model ('{fold}' names each fold's own), e.g. a last epoch at
+    a higher resolution; a checkpoint of another backbone or no file at all is a clear error."""
+    from catscanner.errors import CatScannerError
+
+    base = TrainConfig(data=str(oxford_dir), out=str(tmp_path / "cv" / "fold1"), photos="all", folds=2, fold=1,
+                       epochs=1, limit=12, batch_size=6, threads=1, seed=4)
+    trained = torch.load(train(base), weights_only=False)["model"]
+    tuned_cfg = TrainConfig(data=str(oxford_dir), out=str(tmp_path / "tuned"), photos="all", folds=2, fold=1,
+                            epochs=1, limit=12, batch_size=6, threads=1, image_size=256, lr_head=0.0,
+                            lr_backbone=0.0, init_from=str(tmp_path / "cv" / "fold{fold}" / "best.pt"))
+    tuned = torch.load(train(tuned_cfg), weights_only=False)
+    # learning rate 0: every weight is still the fold model's (only BatchNorm statistics move)
+    for name, value in trained.items():
+        if not name.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            assert torch.equal(tuned["model"][name], value), name
+    assert tuned["preprocess"]["size"] == 256
+    with pytest.raises(CatScannerError, match="no such checkpoint"):
+        train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "x"), init_from=str(tmp_path / "fold{fold}.pt"),
+                          epochs=1, limit=12, batch_size=6, threads=1))
+    with pytest.raises(CatScannerError, match="efficientnet_lite0 model; this run trains efficientnet_lite1"):
+        train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "y"), init_from=str(tmp_path / "cv" / "fold1" / "best.pt"),
+                          backbone="efficientnet_lite1", epochs=1, limit=12, batch_size=6, threads=1))

@@ -44,8 +44,9 @@ class DetectionParams:
     stride: int  # input pixels per heat-map cell
     peak_threshold: float  # heat-map peaks below this are not candidates
     # p(cat) of a candidate = sigmoid(coef . features + intercept), features = (logit of its heat-map
-    # peak, ImageNet log-probability of domestic cats, wild cats, Mexican hairless, dogs in its box)
-    coef: tuple[float, float, float, float, float]
+    # peak, ImageNet log-probability of domestic cats, wild cats, Mexican hairless, dogs in its box
+    # [, the box classifier's logit when box_classifier is set])
+    coef: tuple[float, ...]
     intercept: float
     cat_threshold: float  # a photo has a cat when its best candidate's calibrated probability is at least this
     box_threshold: float  # ... and then every candidate at least this probable is a cat of its own
@@ -61,13 +62,24 @@ class DetectionParams:
     photo_threshold: float = 0.775
     breed_crop_scale: float = 1.0  # breed crop: square of this x the box's shorter side
     max_cats: int = 20
+    # A linear cat-or-not classifier on the box's 1,000 ImageNet log-probabilities (fitted on the
+    # candidate boxes of the head's training photos); its logit is the score's sixth feature.
+    box_classifier: tuple[float, ...] | None = None
+    box_classifier_intercept: float = 0.0
+
+    def __post_init__(self) -> None:
+        expected = 5 if self.box_classifier is None else 6
+        if len(self.coef) != expected:
+            raise ValueError(f"coef has {len(self.coef)} weights, the box score takes {expected} features")
+        if self.box_classifier is not None and len(self.box_classifier) != 1000:
+            raise ValueError(f"box_classifier has {len(self.box_classifier)} weights, not one per ImageNet class")
 
     @classmethod
     def from_dict(cls, d: dict) -> "DetectionParams":
         d = dict(d)
-        d["coef"] = tuple(d["coef"])
-        if "photo_coef" in d:
-            d["photo_coef"] = tuple(d["photo_coef"])
+        for key in ("coef", "photo_coef", "box_classifier"):
+            if d.get(key) is not None:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 Kind = Literal["detector", "breeds"]

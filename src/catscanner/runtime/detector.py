@@ -120,13 +120,14 @@ def box_logits(imagenet_map: np.ndarray, box: np.ndarray, in_w: int, in_h: int) 
 def box_features(out: dict[str, np.ndarray], i: int, params: DetectionParams
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Candidate boxes of photo ``i`` (input pixels), their score features (logit of the heat-map
-    peak, then the four class-group log-masses of the box) and their ImageNet logits."""
+    peak, the four class-group log-masses of the box, and the box classifier's logit when the
+    model has one) and their ImageNet logits."""
     heat = out[Output.CAT_HEATMAP][i, 0]
     rows, cols = _local_peaks(heat, params.peak_threshold)
     s = params.stride
     in_h, in_w = heat.shape[0] * s, heat.shape[1] * s
     if len(rows) == 0:
-        return np.zeros((0, 4)), np.zeros((0, 5)), np.zeros((0, 1000))
+        return np.zeros((0, 4)), np.zeros((0, len(params.coef))), np.zeros((0, 1000))
     size, offset = out[Output.BOX_SIZE][i], out[Output.BOX_OFFSET][i]
     cx = (cols + 0.5 + offset[0, rows, cols]) * s
     cy = (rows + 0.5 + offset[1, rows, cols]) * s
@@ -134,8 +135,16 @@ def box_features(out: dict[str, np.ndarray], i: int, params: DetectionParams
     boxes = np.stack([np.clip(cx - bw / 2, 0, in_w), np.clip(cy - bh / 2, 0, in_h),
                       np.clip(cx + bw / 2, 0, in_w), np.clip(cy + bh / 2, 0, in_h)], axis=1)
     logits = np.stack([box_logits(out[Output.IMAGENET_MAP][i], b, in_w, in_h) for b in boxes])
-    features = np.concatenate([_logit(heat[rows, cols])[:, None], group_log_masses(logits)], axis=1)
-    return boxes, features, logits
+    parts = [_logit(heat[rows, cols])[:, None], group_log_masses(logits)]
+    if params.box_classifier is not None:
+        parts.append(box_classifier_logit(logits, params)[:, None])
+    return boxes, np.concatenate(parts, axis=1), logits
+
+
+def box_classifier_logit(logits: np.ndarray, params: DetectionParams) -> np.ndarray:
+    """The box classifier's cat-or-not logit from boxes' ImageNet logits (n, 1000)."""
+    return log_softmax(np.asarray(logits, dtype=np.float64)) @ np.asarray(params.box_classifier) \
+        + params.box_classifier_intercept
 
 
 def score(features: np.ndarray, params: DetectionParams) -> np.ndarray:

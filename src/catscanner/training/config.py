@@ -41,6 +41,9 @@ class TrainConfig:
     limit: int = _opt(0, "Use only this many training photos (quick checks, tests); 0 = all.")
     threads: int = _opt(2, "PyTorch CPU threads.")
     weights: str | None = _opt(None, "Local backbone weights (.pth), for resnet50.")
+    init_from: str = _opt("", "Start from the weights of this breed checkpoint (best.pt of catscan train; "
+                              "'{fold}' becomes --fold) instead of ImageNet's: fine-tuning a trained model, "
+                              "e.g. a last epoch at a higher --image-size.")
 
     @classmethod
     def from_stored(cls, stored: dict) -> "TrainConfig":

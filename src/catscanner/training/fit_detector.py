@@ -16,6 +16,7 @@ even half of the cat-free COCO photos, and scenes built from them — see :mod:`
 from __future__ import annotations
 
 import hashlib
+import pickle
 import tempfile
 import time
 from dataclasses import replace
@@ -28,7 +29,7 @@ from PIL import Image
 from ..errors import CatScannerError
 from ..progress import progress_bar
 from ..runtime.contract import DETECTOR_OUTPUTS, DetectionParams, ModelMeta
-from ..runtime.detector import Candidate, box_features, suppress
+from ..runtime.detector import Candidate, box_features, log_softmax, suppress
 from ..runtime.imaging import Preprocess, frame_size, normalize
 from .backbones import freeze_same_padding, load_backbone
 from .detection import STRIDE, CatHead, Taps, WholeFrameDetectorNet, head_outputs, train_head
@@ -51,8 +52,24 @@ def _export_taps(path: Path) -> Path:
     return path
 
 
-def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0) -> list[dict]:
-    """Cached backbone features (float16) of the split's plain photos and ``n_scenes`` composites."""
+def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, cache: Path | None = None) -> list[dict]:
+    """Backbone features (float16) of the split's plain photos and ``n_scenes`` composites; with
+    ``cache`` (a folder), kept in a file there named by the photos and scenes they come from and
+    read back by later runs."""
+    if cache is not None:
+        names = "".join(sorted(str(it) for kind in ("cats", "dogs", "coco") for it in getattr(pools, kind)))
+        key = hashlib.sha1(f"{names}|{n_scenes}|{seed}|{SPEC.to_dict()}".encode()).hexdigest()[:16]
+        path = Path(cache) / f"features_{pools.split}_{n_scenes}_{key}.pkl"
+        if path.is_file():
+            print(f"features read from {path}", flush=True)
+            with open(path, "rb") as f:
+                return pickle.load(f)
+        records = feature_records(pools, n_scenes, threads, seed)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path.with_suffix(".tmp"), "wb") as f:
+            pickle.dump(records, f, protocol=pickle.HIGHEST_PROTOCOL)
+        path.with_suffix(".tmp").replace(path)
+        return records
     import onnxruntime as ort
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -114,18 +131,62 @@ def _decide(records, rows, probs_per_record, params) -> list[PhotoOutcome]:
     return _outcomes(records, found, params)
 
 
-def choose_params(records: list[dict], outputs: list[dict]) -> tuple[DetectionParams, dict]:
+def _base_params(box_classifier: tuple[tuple[float, ...], float] | None = None) -> DetectionParams:
+    weights, bias = box_classifier if box_classifier else (None, 0.0)
+    return DetectionParams(stride=STRIDE, peak_threshold=PEAK_THRESHOLD, coef=(0.0,) * (5 if weights is None else 6),
+                           intercept=0.0, cat_threshold=0.5, box_threshold=0.5,
+                           box_classifier=weights, box_classifier_intercept=bias)
+
+
+def fit_box_classifier(records: list[dict], outputs: list[dict]) -> tuple[tuple[tuple[float, ...], float], dict]:
+    """A linear cat-or-not classifier on the 1,000 ImageNet log-probabilities of each candidate box
+    of ``records`` (the head's training photos; the backbone it reads was never trained on them),
+    labelled by whether the box finds a cat. Its L2 strength is chosen by 3-fold cross-validation
+    grouped by photo (log-loss). Returns ((weights, intercept), report)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    base = _base_params()
+    X, y, group = [], [], []
+    for g, (r, out) in enumerate(zip(records, outputs)):
+        W, H = r["in_size"]
+        SW, SH = r["scene_size"]
+        boxes, _, logits = box_features(out, 0, base)
+        if not len(boxes):
+            continue
+        boxes = boxes * np.array([SW / W, SH / H, SW / W, SH / H])
+        true = [(l * SW, t * SH, rr * SW, b * SH) for l, t, rr, b in r["cats"]]
+        X.append(log_softmax(logits))
+        y.append([any(finds(tuple(b), t) for t in true) for b in boxes])
+        group += [g] * len(boxes)
+    X, y, folds = np.concatenate(X), np.concatenate(y).astype(bool), np.asarray(group) % 3
+    scores = {}
+    for C in (0.003, 0.03, 0.3):
+        oof = np.zeros(len(y))
+        for f in range(3):
+            lr = LogisticRegression(C=C, max_iter=3000).fit(X[folds != f], y[folds != f])
+            oof[folds == f] = lr.predict_proba(X[folds == f])[:, 1]
+        scores[C] = (log_loss(y, oof), roc_auc_score(y, oof))
+        print(f"box classifier C={C}: out-of-fold log-loss {scores[C][0]:.4f}, AUC {scores[C][1]:.4f}", flush=True)
+    C = min(scores, key=lambda c: scores[c][0])
+    lr = LogisticRegression(C=C, max_iter=3000).fit(X, y)
+    report = {"C": C, "candidates": int(len(y)), "finding_a_cat": int(y.sum()),
+              "cv": {str(c): {"log_loss": round(v[0], 4), "auc": round(v[1], 4)} for c, v in scores.items()}}
+    return (tuple(float(w) for w in lr.coef_[0]), float(lr.intercept_[0])), report
+
+
+def choose_params(records: list[dict], outputs: list[dict],
+                  box_classifier: tuple[tuple[float, ...], float] | None = None) -> tuple[DetectionParams, dict]:
     """The box score and the thresholds, on held-out records (``outputs``: the graph's outputs on them).
 
-    The score is a logistic regression on each candidate's features (its heat-map peak and its
-    box's ImageNet class groups), labelled by whether the box finds a cat: calibrated by
-    construction. Its out-of-fold probabilities (5 folds by photo) choose the thresholds: the
-    photo threshold with at most 0.5 % false-alarm photos among the cat-free ones, then the box
-    threshold with the most cats found minus extra boxes."""
+    The score is a logistic regression on each candidate's features (its heat-map peak, its box's
+    ImageNet class groups and, when given, the box classifier's logit), labelled by whether the box
+    finds a cat: calibrated by construction. Its out-of-fold probabilities (5 folds by photo)
+    choose the thresholds: the photo threshold with at most 0.5 % false-alarm photos among the
+    cat-free ones, then the box threshold with the most cats found minus extra boxes."""
     from sklearn.linear_model import LogisticRegression
 
-    base = DetectionParams(stride=STRIDE, peak_threshold=PEAK_THRESHOLD, coef=(0.0,) * 5, intercept=0.0,
-                           cat_threshold=0.5, box_threshold=0.5)
+    base = _base_params(box_classifier)
     rows = _labelled_candidates(records, outputs, base)
     folds = np.arange(len(records)) % 5
     for f in range(5):
@@ -183,10 +244,14 @@ def split_by_cat(records: list[dict], held_share: int = 5) -> tuple[list[dict], 
 
 
 def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epochs: int = 6,
-                 threads: int = 2, seed: int = 0, refit_all: bool = False, max_photos: int = 0) -> dict:
+                 threads: int = 2, seed: int = 0, refit_all: bool = False, max_photos: int = 0,
+                 box_classifier: bool = False, cache: Path | None = None) -> dict:
     """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report.
 
-    ``max_photos`` > 0 draws on only that many photos of each kind (cats, dogs, COCO): quick checks."""
+    ``max_photos`` > 0 draws on only that many photos of each kind (cats, dogs, COCO): quick checks.
+    ``box_classifier``: verify candidate boxes with a linear classifier on their ImageNet
+    log-probabilities too (:func:`fit_box_classifier`; measured worse on held-out cats, see the
+    model card, so off by default). ``cache``: folder for the backbone features."""
     torch.set_num_threads(threads)
     t0 = time.time()
     pools = Pools("fit", data)
@@ -194,11 +259,14 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epoch
         for kind in ("cats", "dogs", "coco"):
             items = getattr(pools, kind)
             setattr(pools, kind, items[:: max(1, len(items) // max_photos)][:max_photos])
-    records = feature_records(pools, n_scenes, threads, seed)
+    records = feature_records(pools, n_scenes, threads, seed, cache)
     train, held = split_by_cat(records)
     head = train_head(train, epochs=epochs, seed=seed, progress=progress_bar)
     classifier = load_backbone(BACKBONE).classifier
-    params, report = choose_params(held, head_outputs(head, classifier, held))
+    verifier, verifier_report = fit_box_classifier(train, head_outputs(head, classifier, train)) \
+        if box_classifier else (None, None)
+    params, report = choose_params(held, head_outputs(head, classifier, held), verifier)
+    report["box_classifier"] = verifier_report
     print(f"chosen on {len(held)} held-out fit photos: {report['held_out_out_of_fold']}", flush=True)
     if refit_all:
         head = train_head(train + held, epochs=epochs, seed=seed, progress=progress_bar)

@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageEnhance
 
+from ..errors import CatScannerError
 from ..progress import progress_bar
 from ..runtime.breeds import BREEDS
 from ..runtime.imaging import Preprocess, load_image, normalize, preprocess
@@ -139,6 +140,19 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def load_weights(path: str, backbone: str) -> dict:
+    """The model weights of a breed checkpoint, checked to be of ``backbone``."""
+    if not Path(path).is_file():
+        raise CatScannerError(f"--init-from {path}: no such checkpoint; give a best.pt written by catscan train.")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(ckpt, dict) or "model" not in ckpt:
+        raise CatScannerError(f"--init-from {path}: not a breed checkpoint (best.pt of catscan train).")
+    trained = ckpt.get("config", {}).get("backbone", backbone)
+    if trained != backbone:
+        raise CatScannerError(f"--init-from {path}: a {trained} model; this run trains {backbone} (--backbone).")
+    return ckpt["model"]
+
+
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train, keep the best (or last) epoch, fit the temperature; returns ``best.pt``."""
     torch.set_num_threads(cfg.threads)
@@ -155,6 +169,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     keep_last = cfg.keep == "last" or not len(val_set)
 
     model = BreedNet(load_backbone(cfg.backbone, cfg.weights), len(BREEDS), cfg.head)
+    if cfg.init_from:
+        model.load_state_dict(load_weights(cfg.init_from.format(fold=cfg.fold), cfg.backbone))
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
