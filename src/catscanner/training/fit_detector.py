@@ -109,23 +109,23 @@ def _outcomes(records: list[dict], candidates_per_record: list[list], params: De
 
 
 def _labelled_candidates(records: list[dict], outputs: list[dict], params: DetectionParams):
-    """For each record: its candidate boxes (scene pixels), score features, and whether each box
-    finds one of the record's cats."""
+    """For each record: its candidate boxes (scene pixels), score features, whether each box finds
+    one of the record's cats, and each box's ImageNet logits."""
     rows = []
     for r, out in zip(records, outputs):
         W, H = r["in_size"]
         SW, SH = r["scene_size"]
-        boxes, features, _ = box_features(out, 0, params)
+        boxes, features, logits = box_features(out, 0, params)
         boxes = boxes * np.array([SW / W, SH / H, SW / W, SH / H])
         true = [(l * SW, t * SH, rr * SW, b * SH) for l, t, rr, b in r["cats"]]
         labels = np.array([any(finds(tuple(b), t) for t in true) for b in boxes], dtype=bool)
-        rows.append((boxes, features, labels))
+        rows.append((boxes, features, labels, logits))
     return rows
 
 
 def _decide(records, rows, probs_per_record, params) -> list[PhotoOutcome]:
     found = []
-    for (boxes, _, _), probs in zip(rows, probs_per_record):
+    for (boxes, *_), probs in zip(rows, probs_per_record):
         keep = suppress(boxes, probs, params.nms_iou, params.nms_contained)[: params.max_cats] if len(boxes) else []
         found.append([Candidate(tuple(boxes[k]), float(probs[k]), None) for k in keep])
     return _outcomes(records, found, params)
@@ -146,20 +146,10 @@ def fit_box_classifier(records: list[dict], outputs: list[dict]) -> tuple[tuple[
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss, roc_auc_score
 
-    base = _base_params()
-    X, y, group = [], [], []
-    for g, (r, out) in enumerate(zip(records, outputs)):
-        W, H = r["in_size"]
-        SW, SH = r["scene_size"]
-        boxes, _, logits = box_features(out, 0, base)
-        if not len(boxes):
-            continue
-        boxes = boxes * np.array([SW / W, SH / H, SW / W, SH / H])
-        true = [(l * SW, t * SH, rr * SW, b * SH) for l, t, rr, b in r["cats"]]
-        X.append(log_softmax(logits))
-        y.append([any(finds(tuple(b), t) for t in true) for b in boxes])
-        group += [g] * len(boxes)
-    X, y, folds = np.concatenate(X), np.concatenate(y).astype(bool), np.asarray(group) % 3
+    rows = _labelled_candidates(records, outputs, _base_params())
+    X = log_softmax(np.concatenate([logits for *_, logits in rows]))
+    y = np.concatenate([labels for _, _, labels, _ in rows])
+    folds = np.concatenate([np.full(len(labels), g % 3) for g, (_, _, labels, _) in enumerate(rows)])
     scores = {}
     for C in (0.003, 0.03, 0.3):
         oof = np.zeros(len(y))
