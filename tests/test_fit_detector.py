@@ -53,3 +53,18 @@ def test_detection_params_refuse_a_score_of_the_wrong_width():
     with pytest.raises(ValueError, match="not one per ImageNet class"):
         DetectionParams(stride=16, peak_threshold=0.05, coef=(0.0,) * 6, intercept=0.0,
                         cat_threshold=0.5, box_threshold=0.5, box_classifier=(0.0,) * 10)
+
+
+def test_thresholds_keep_to_the_false_alarm_budget_or_else_to_the_fewest_false_alarms():
+    from catscanner.training.fit_detector import pick_thresholds
+
+    def row(thr, found, fa):
+        return thr, thr, {"cats_found": found, "extra_boxes_per_photo": 0.0, "is_cat_on_cat_photos": found,
+                          "false_alarm_photos": fa}
+
+    within = [row(0.5, 0.9, 0.10), row(0.8, 0.7, 0.0), row(0.9, 0.6, 0.0)]
+    assert pick_thresholds(within)[0] == 0.8 and pick_thresholds(within)[3] is True
+    # no row within the budget: not the most cats at 30 % false alarms, but the fewest false alarms
+    over = [row(0.5, 0.9, 0.30), row(0.8, 0.7, 0.05), row(0.9, 0.6, 0.02), row(0.95, 0.5, 0.02)]
+    thr, _, summary, met = pick_thresholds(over)
+    assert (thr, summary["false_alarm_photos"], met) == (0.9, 0.02, False)
