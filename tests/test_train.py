@@ -167,6 +167,9 @@ def test_init_from_starts_each_fold_from_its_own_fold_model(oxford_dir, tmp_path
     with pytest.raises(CatScannerError, match="no such checkpoint"):
         train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "x"), init_from=str(tmp_path / "fold{fold}.pt"),
                           epochs=1, limit=12, batch_size=6, threads=1))
+    with pytest.raises(CatScannerError, match="do not fit this run's model"):
+        train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "z"), init_from=str(tmp_path / "cv" / "fold1" / "best.pt"),
+                          head="linear", epochs=1, limit=12, batch_size=6, threads=1))
     with pytest.raises(CatScannerError, match="efficientnet_lite0 model; this run trains efficientnet_lite1"):
         train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "y"), init_from=str(tmp_path / "cv" / "fold1" / "best.pt"),
                           backbone="efficientnet_lite1", epochs=1, limit=12, batch_size=6, threads=1))

@@ -170,7 +170,12 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
 
     model = BreedNet(load_backbone(cfg.backbone, cfg.weights), len(BREEDS), cfg.head)
     if cfg.init_from:
-        model.load_state_dict(load_weights(cfg.init_from.format(fold=cfg.fold), cfg.backbone))
+        path = cfg.init_from.replace("{fold}", str(cfg.fold))
+        try:
+            model.load_state_dict(load_weights(path, cfg.backbone))
+        except RuntimeError as e:  # another head (--head) or number of breeds
+            raise CatScannerError(f"--init-from {path}: its layers do not fit this run's model "
+                                  f"(--head {cfg.head}?): {str(e).splitlines()[0]}") from None
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
