@@ -26,7 +26,7 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
     shutil.copy(ModelFiles.resolve(None).breeds, models / "breeds.onnx")
     report = fit_detector(data_dir, models / "detector.onnx", n_scenes=40, epochs=4, threads=2,
                           refit_all=True, max_photos=30, cache=tmp_path / "cache",
-                          box_classifier=True)
+                          box_classifier=True, dropout=0.1)
     assert report["refit_all"] is True and report["fit_photos"] > 30
     assert len(list((tmp_path / "cache").glob("features_fit_40_*.pkl"))) == 1  # features kept for later runs
     assert report["box_classifier"]["candidates"] > report["box_classifier"]["finding_a_cat"] > 0
@@ -37,6 +37,7 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
     scanner = Scanner(models, threads=1)
     meta = scanner.detector.model.meta
     assert meta.details["fit"]["refit_all"] is True and meta.details["head"]["mid"] > 0
+    assert meta.details["head"]["dropout"] == 0.1 == meta.details["fit"]["dropout"]
     assert np.isfinite(meta.detection.coef).all() and len(meta.detection.coef) == 6
     assert len(meta.detection.box_classifier) == 1000 and np.isfinite(meta.detection.box_classifier).all()
     result = scanner.scan(cat_photo)  # a head trained briefly on a few photos: it must run, not be good

@@ -149,13 +149,14 @@ def fit_detector(
     refit_all: Annotated[bool, typer.Option(help="After choosing the score and thresholds on held-out cats, train the head again on all fit photos.")] = True,
     box_classifier: Annotated[bool, typer.Option(help="Verify candidate boxes with a linear classifier on their 1,000 ImageNet log-probabilities as well (measured: fewer cats found at the same false alarms; see the model card).")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="Folder to keep the backbone features in and reuse them from (they take minutes).")] = None,
+    dropout: Annotated[float, typer.Option(help="Share of the head's input features zeroed at each training step.", min=0.0, max=0.9)] = 0.0,
 ) -> None:
     """Train the whole-frame cat detector's head on the fit data (Oxford trainval, half of COCO) and export it."""
     need_torch()
     from ..training.fit_detector import fit_detector as fit
 
     fit(data, out, n_scenes=scenes, epochs=epochs, threads=threads, seed=seed, refit_all=refit_all,
-        box_classifier=box_classifier, cache=cache)
+        box_classifier=box_classifier, cache=cache, dropout=dropout)
     console.print(f"wrote {out}")
 
 

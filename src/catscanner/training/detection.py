@@ -51,9 +51,10 @@ class Taps(nn.Module):
 class CatHead(nn.Module):
     """stride-16 and stride-32 features -> (centre logits (N,1,h,w), log size (N,2,h,w), offset (N,2,h,w))."""
 
-    def __init__(self, mid: int = 96, dilations: tuple[int, ...] = (1, 1, 2)):
+    def __init__(self, mid: int = 96, dilations: tuple[int, ...] = (1, 1, 2), dropout: float = 0.0):
         super().__init__()
-        self.config = {"mid": mid, "dilations": list(dilations)}  # stored in the model's metadata
+        self.config = {"mid": mid, "dilations": list(dilations), "dropout": dropout}  # stored in the model's metadata
+        self.dropout = dropout  # on the input features, in training only
         self.l5 = nn.Conv2d(1280, mid, 1)
         self.l4 = nn.Conv2d(112, mid, 1)
         layers: list[nn.Module] = []
@@ -66,6 +67,8 @@ class CatHead(nn.Module):
         nn.init.constant_(self.heat.bias, -4.0)
 
     def forward(self, c4: torch.Tensor, c5: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.training and self.dropout:
+            c4, c5 = F.dropout(c4, self.dropout), F.dropout(c5, self.dropout)
         p = self.l4(c4) + F.interpolate(self.l5(c5), scale_factor=2.0, mode="nearest")
         p = self.fuse(F.relu(p))
         return self.heat(p), self.size(p), self.off(p)
@@ -139,12 +142,14 @@ def _collate(batch: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def train_head(records: list[dict], epochs: int = 20, batch_size: int = 32, lr: float = 3e-3, seed: int = 0,
-               progress=None) -> CatHead:
-    """Train a :class:`CatHead` on cached feature records (``c4``, ``c5``, ``in_size``, ``cats``)."""
+               progress=None, dropout: float = 0.0) -> CatHead:
+    """Train a :class:`CatHead` on cached feature records (``c4``, ``c5``, ``in_size``, ``cats``);
+    ``dropout``: share of the input features zeroed at each step (a regulariser for features that
+    never change from epoch to epoch)."""
     torch.manual_seed(seed)
     for r in records:
         r["target"] = targets(r["cats"], r["in_size"])
-    head = CatHead()
+    head = CatHead(dropout=dropout)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed)
     steps = epochs * len(batches(records, batch_size))

@@ -251,13 +251,14 @@ def split_by_cat(records: list[dict], held_share: int = 5) -> tuple[list[dict], 
 
 def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epochs: int = 6,
                  threads: int = 2, seed: int = 0, refit_all: bool = False, max_photos: int = 0,
-                 box_classifier: bool = False, cache: Path | None = None) -> dict:
+                 box_classifier: bool = False, cache: Path | None = None, dropout: float = 0.0) -> dict:
     """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report.
 
     ``max_photos`` > 0 draws on only that many photos of each kind (cats, dogs, COCO): quick checks.
     ``box_classifier``: verify candidate boxes with a linear classifier on their ImageNet
     log-probabilities too (:func:`fit_box_classifier`; measured worse on held-out cats, see the
-    model card, so off by default). ``cache``: folder for the backbone features."""
+    model card, so off by default). ``cache``: folder for the backbone features. ``dropout``: of the
+    head's input features in training (:func:`.detection.train_head`)."""
     torch.set_num_threads(threads)
     t0 = time.time()
     pools = Pools("fit", data)
@@ -267,7 +268,7 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epoch
             setattr(pools, kind, items[:: max(1, len(items) // max_photos)][:max_photos])
     records = feature_records(pools, n_scenes, threads, seed, cache)
     train, held = split_by_cat(records)
-    head = train_head(train, epochs=epochs, seed=seed, progress=progress_bar)
+    head = train_head(train, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout)
     classifier = load_backbone(BACKBONE).classifier
     verifier, verifier_report = fit_box_classifier(train, head_outputs(head, classifier, train)) \
         if box_classifier else (None, None)
@@ -275,9 +276,9 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epoch
     report["box_classifier"] = verifier_report
     print(f"chosen on {len(held)} held-out fit photos: {report['held_out_out_of_fold']}", flush=True)
     if refit_all:
-        head = train_head(train + held, epochs=epochs, seed=seed, progress=progress_bar)
+        head = train_head(train + held, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout)
     report.update({"fit_photos": len(train) + (len(held) if refit_all else 0), "refit_all": refit_all,
-                   "scenes": n_scenes, "epochs": epochs, "seed": seed, "max_pixels": MAX_PIXELS,
+                   "scenes": n_scenes, "epochs": epochs, "seed": seed, "dropout": dropout, "max_pixels": MAX_PIXELS,
                    "seconds": round(time.time() - t0)})
     export_detector(head, params, out, {"fit": report})
     return report
