@@ -165,7 +165,20 @@ def test_init_from_starts_each_fold_from_its_own_fold_model(oxford_dir, tmp_path
             assert torch.equal(tuned["model"][name], value), name
     assert tuned["preprocess"]["size"] == 256
     with pytest.raises(CatScannerError, match="no such checkpoint"):
-        train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "x"), init_from=str(tmp_path / "fold{fold}.pt"),
+        train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "x"), init_from=str(tmp_path / "missing.pt"),
+                          epochs=1, limit=12, batch_size=6, threads=1))
+    # a model that trained on this run's validation photos: fold 1's model validating on fold 0
+    with pytest.raises(CatScannerError, match="trained on .* of this run's .* validation photos"):
+        train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "leak"), photos="all", folds=2, fold=0,
+                          init_from=str(tmp_path / "cv" / "fold1" / "best.pt"), epochs=1, limit=12, batch_size=6,
+                          threads=1))
+    with pytest.raises(CatScannerError, match="needs --folds"):
+        train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "nofold"), init_from=str(tmp_path / "cv" / "fold{fold}" / "best.pt"),
+                          epochs=1, limit=12, batch_size=6, threads=1))
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(CatScannerError, match="unreadable checkpoint"):
+        train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "broken"), init_from=str(broken),
                           epochs=1, limit=12, batch_size=6, threads=1))
     with pytest.raises(CatScannerError, match="do not fit this run's model"):
         train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "z"), init_from=str(tmp_path / "cv" / "fold1" / "best.pt"),

@@ -140,16 +140,41 @@ def _lr_factor(step: int, total: int, warmup: int) -> float:
     return 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def load_weights(path: str, backbone: str) -> dict:
-    """The model weights of a breed checkpoint, checked to be of ``backbone``."""
+def split_items(cfg: TrainConfig) -> tuple[list, list]:
+    """(training photos, validation photos) of a run, ``--limit`` applied."""
+    train_items, val_items = training_items(cfg)
+    if cfg.limit:
+        train_items = train_items[:: max(1, len(train_items) // cfg.limit)][: cfg.limit]
+        val_items = val_items[:: max(1, len(val_items) // max(12, cfg.limit // 4))]
+    return train_items, val_items
+
+
+def init_weights(cfg: TrainConfig, val_items: list) -> dict:
+    """``--init-from``: the weights of a trained breed checkpoint, after checking that it is
+    readable, of the same backbone, and did not train on this run's validation photos."""
+    path = cfg.init_from.replace("{fold}", str(cfg.fold))
+    if "{fold}" in cfg.init_from and not cfg.folds:
+        raise CatScannerError(f"--init-from {cfg.init_from}: '{{fold}}' needs --folds (a cross-validation fold).")
     if not Path(path).is_file():
         raise CatScannerError(f"--init-from {path}: no such checkpoint; give a best.pt written by catscan train.")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or "model" not in ckpt:
-        raise CatScannerError(f"--init-from {path}: not a breed checkpoint (best.pt of catscan train).")
-    trained = ckpt.get("config", {}).get("backbone", backbone)
-    if trained != backbone:
-        raise CatScannerError(f"--init-from {path}: a {trained} model; this run trains {backbone} (--backbone).")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # truncated, not a torch file, unpicklable
+        raise CatScannerError(f"--init-from {path}: unreadable checkpoint ({type(e).__name__}); "
+                              "give a best.pt written by catscan train.") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise CatScannerError(f"--init-from {path}: not a breed checkpoint with its training config "
+                              "(best.pt of catscan train).")
+    source = TrainConfig.from_stored({**ckpt["config"], "data": cfg.data})
+    if source.backbone != cfg.backbone:
+        raise CatScannerError(f"--init-from {path}: a {source.backbone} model; this run trains {cfg.backbone} (--backbone).")
+    if val_items:
+        seen = {it.name for it in split_items(source)[0]} & {it.name for it in val_items}
+        if seen:
+            raise CatScannerError(
+                f"--init-from {path}: that model trained on {len(seen)} of this run's {len(val_items)} validation "
+                "photos (its --photos/--folds/--fold/--val-seed differ), so validation would score photos it has "
+                "seen: start each fold from the model of the same fold, or train without validation.")
     return ckpt["model"]
 
 
@@ -161,20 +186,17 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     seed_everything(cfg.seed)
     spec = train_preprocess(cfg)
 
-    train_items, val_items = training_items(cfg)
-    if cfg.limit:
-        train_items = train_items[:: max(1, len(train_items) // cfg.limit)][: cfg.limit]
-        val_items = val_items[:: max(1, len(val_items) // max(12, cfg.limit // 4))]
+    train_items, val_items = split_items(cfg)
+    start_weights = init_weights(cfg, val_items) if cfg.init_from else None  # checked before the photos load
     train_set, val_set = PhotoSet(train_items, spec, "train"), PhotoSet(val_items, spec, "validation")
     keep_last = cfg.keep == "last" or not len(val_set)
 
     model = BreedNet(load_backbone(cfg.backbone, cfg.weights), len(BREEDS), cfg.head)
-    if cfg.init_from:
-        path = cfg.init_from.replace("{fold}", str(cfg.fold))
+    if start_weights is not None:
         try:
-            model.load_state_dict(load_weights(path, cfg.backbone))
+            model.load_state_dict(start_weights)
         except RuntimeError as e:  # another head (--head) or number of breeds
-            raise CatScannerError(f"--init-from {path}: its layers do not fit this run's model "
+            raise CatScannerError(f"--init-from {cfg.init_from}: its layers do not fit this run's model "
                                   f"(--head {cfg.head}?): {str(e).splitlines()[0]}") from None
     model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.AdamW(param_groups(model, cfg), weight_decay=cfg.weight_decay)
