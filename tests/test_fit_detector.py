@@ -69,3 +69,43 @@ def test_thresholds_keep_to_the_false_alarm_budget_or_else_to_the_fewest_false_a
     over = [row(0.5, 0.9, 0.30), row(0.8, 0.7, 0.05), row(0.9, 0.6, 0.02), row(0.95, 0.5, 0.02)]
     thr, _, summary, met = pick_thresholds(over)
     assert (thr, summary["false_alarm_photos"], met) == (0.9, 0.02, False)
+
+
+def test_feature_cache_is_reused_for_the_same_inputs_only(data_dir, tmp_path, capsys):
+    from catscanner.training.fit_detector import feature_records
+    from catscanner.training.scenes import Pools
+
+    pools = Pools("fit", data_dir)
+    pools.cats, pools.dogs, pools.coco = pools.cats[:3], pools.dogs[:2], pools.coco[:2]
+    first = feature_records(pools, 2, threads=1, seed=0, cache=tmp_path)
+    files = list(tmp_path.glob("features_fit_2_*.pkl"))
+    assert len(files) == 1 and "features read from" not in capsys.readouterr().out
+    again = feature_records(pools, 2, threads=1, seed=0, cache=tmp_path)
+    assert "features read from" in capsys.readouterr().out
+    assert [r["key"] for r in again] == [r["key"] for r in first]
+    assert all(np.array_equal(a["c5"], b["c5"]) for a, b in zip(again, first))
+    feature_records(pools, 2, threads=1, seed=1, cache=tmp_path)  # other scenes: another file
+    pools.cats = pools.cats[::-1]  # the same photos in another order make other scenes too
+    feature_records(pools, 2, threads=1, seed=0, cache=tmp_path)
+    assert len(list(tmp_path.glob("features_fit_2_*.pkl"))) == 3 and not list(tmp_path.glob("*.tmp"))
+
+
+def test_detector_metadata_without_a_box_classifier_reads_as_before():
+    from dataclasses import asdict
+
+    from catscanner.errors import ModelError
+    from catscanner.runtime.contract import DetectionParams, ModelFiles, ModelMeta
+    from catscanner.runtime.onnx_model import OnnxModel
+
+    meta = OnnxModel(ModelFiles.resolve(None).detector, threads=1).meta  # the shipped file: 5 weights
+    assert meta.detection.box_classifier is None and len(meta.detection.coef) == 5
+    raw = json.loads(meta.to_json())
+    assert "box_classifier" not in raw["detection"]  # older readers see the keys they know
+    assert ModelMeta.from_json(meta.to_json()).detection == meta.detection
+    raw["detection"]["coef"] = [0.0] * 6  # six weights but no box classifier: refused, clearly
+    with pytest.raises(ModelError, match="the box score takes 5 features"):
+        ModelMeta.from_json(json.dumps(raw))
+    with_classifier = DetectionParams(**{**asdict(meta.detection), "coef": (0.0,) * 6,
+                                         "box_classifier": (0.0,) * 1000})
+    restored = ModelMeta.from_json(ModelMeta(**{**meta.__dict__, "detection": with_classifier}).to_json())
+    assert restored.detection == with_classifier

@@ -99,6 +99,9 @@ class ModelMeta:
 
     def to_json(self) -> str:
         d = asdict(self)
+        if d["detection"] is not None and d["detection"]["box_classifier"] is None:
+            # without a box classifier, the file reads as it did before the option existed
+            del d["detection"]["box_classifier"], d["detection"]["box_classifier_intercept"]
         d["preprocess"] = self.preprocess.to_dict()
         d["breeds"] = list(self.breeds)
         return json.dumps(d)

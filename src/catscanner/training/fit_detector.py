@@ -16,6 +16,8 @@ even half of the cat-free COCO photos, and scenes built from them — see :mod:`
 from __future__ import annotations
 
 import hashlib
+import inspect
+import os
 import pickle
 import tempfile
 import time
@@ -35,6 +37,7 @@ from .backbones import freeze_same_padding, load_backbone
 from .detection import STRIDE, CatHead, Taps, WholeFrameDetectorNet, head_outputs, train_head
 from .export import export_onnx
 from .metrics import PhotoOutcome, finds, match, summarize
+from . import scenes as scenes_module
 from .scenes import Pools, Scene, make_scene, plain_items
 
 BACKBONE = "efficientnet_lite0"
@@ -54,11 +57,14 @@ def _export_taps(path: Path) -> Path:
 
 def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, cache: Path | None = None) -> list[dict]:
     """Backbone features (float16) of the split's plain photos and ``n_scenes`` composites; with
-    ``cache`` (a folder), kept in a file there named by the photos and scenes they come from and
-    read back by later runs."""
+    ``cache`` (a folder of your own: the files are pickles), kept in a file there named by what they
+    come from (the photos, the scene count and seed, the preprocessing, the backbone and this code)
+    and read back by later runs."""
     if cache is not None:
-        names = "".join(sorted(str(it) for kind in ("cats", "dogs", "coco") for it in getattr(pools, kind)))
-        key = hashlib.sha1(f"{names}|{n_scenes}|{seed}|{SPEC.to_dict()}".encode()).hexdigest()[:16]
+        # the pools in order (scenes pick photos by position), the scene recipe and the feature code
+        names = "|".join(str(it) for kind in ("cats", "dogs", "coco") for it in getattr(pools, kind))
+        code = inspect.getsource(scenes_module) + inspect.getsource(feature_records)
+        key = hashlib.sha1(f"{names}|{n_scenes}|{seed}|{SPEC.to_dict()}|{BACKBONE}|{code}".encode()).hexdigest()[:16]
         path = Path(cache) / f"features_{pools.split}_{n_scenes}_{key}.pkl"
         if path.is_file():
             print(f"features read from {path}", flush=True)
@@ -66,9 +72,10 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
                 return pickle.load(f)
         records = feature_records(pools, n_scenes, threads, seed)
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path.with_suffix(".tmp"), "wb") as f:
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        with open(partial, "wb") as f:
             pickle.dump(records, f, protocol=pickle.HIGHEST_PROTOCOL)
-        path.with_suffix(".tmp").replace(path)
+        partial.replace(path)
         return records
     import onnxruntime as ort
 
@@ -150,6 +157,10 @@ def fit_box_classifier(records: list[dict], outputs: list[dict]) -> tuple[tuple[
     X = log_softmax(np.concatenate([logits for *_, logits in rows]))
     y = np.concatenate([labels for _, _, labels, _ in rows])
     folds = np.concatenate([np.full(len(labels), g % 3) for g, (_, _, labels, _) in enumerate(rows)])
+    if any(y[folds != f].all() or not y[folds != f].any() for f in range(3)):
+        raise CatScannerError(
+            f"The head gives too few candidate boxes on its {len(records)} training photos to fit the box "
+            f"classifier ({int(y.sum())} finding a cat, {int((~y).sum())} not): train it on more photos.")
     scores = {}
     for C in (0.003, 0.03, 0.3):
         oof = np.zeros(len(y))
@@ -219,6 +230,9 @@ def pick_thresholds(table: list[tuple[float, float, dict]]) -> tuple[float, floa
     """(photo threshold, box threshold, their held-out summary, whether the false-alarm budget is met)
     from rows (photo threshold, box threshold, summary): among the rows within the budget, or else
     among those with the fewest false alarms, the most cats found minus extra boxes."""
+    if any(t[2]["false_alarm_photos"] is None for t in table):
+        raise CatScannerError("The held-out photos hold no cat-free photo, so false alarms cannot be measured: "
+                              "fit on more photos.")
     ok = [t for t in table if t[2]["false_alarm_photos"] <= FALSE_ALARM_BUDGET]
     if not ok:
         fewest = min(t[2]["false_alarm_photos"] for t in table)
