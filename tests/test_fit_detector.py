@@ -31,6 +31,7 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
     assert len(list((tmp_path / "cache").glob("features_fit_40_*.pkl"))) == 1  # features kept for later runs
     assert report["box_classifier"]["candidates"] > report["box_classifier"]["finding_a_cat"] > 0
     assert report["held_out_photos"] > 0 and report["candidates"] > 0
+    assert isinstance(report["false_alarm_budget_met"], bool)
     lo, hi = report["thresholds"]
     assert 0.0 < hi <= lo < 1.0
 
