@@ -26,7 +26,8 @@ from ..errors import CatScannerError
 from ..progress import progress_bar
 from ..runtime.breeds import BREEDS
 from ..runtime.imaging import Preprocess, load_image, normalize, preprocess
-from .backbones import BACKBONES, BreedNet, load_backbone
+from .backbones import BACKBONES, BreedNet, create_backbone, load_backbone
+from .checkpoint import read_breed_checkpoint
 from .config import TrainConfig
 from .data import training_items
 
@@ -158,7 +159,7 @@ def init_weights(cfg: TrainConfig, val_items: list) -> dict:
     if not Path(path).is_file():
         raise CatScannerError(f"--init-from {path}: no such checkpoint; give a best.pt written by catscan train.")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        ckpt = read_breed_checkpoint(path)
     except Exception as e:  # truncated, not a torch file, unpicklable
         raise CatScannerError(f"--init-from {path}: unreadable checkpoint ({type(e).__name__}); "
                               "give a best.pt written by catscan train.") from None
@@ -191,7 +192,9 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     train_set, val_set = PhotoSet(train_items, spec, "train"), PhotoSet(val_items, spec, "validation")
     keep_last = cfg.keep == "last" or not len(val_set)
 
-    model = BreedNet(load_backbone(cfg.backbone, cfg.weights), len(BREEDS), cfg.head)
+    # ImageNet weights only when the run starts from them
+    backbone = load_backbone(cfg.backbone, cfg.weights) if start_weights is None else create_backbone(cfg.backbone)
+    model = BreedNet(backbone, len(BREEDS), cfg.head)
     if start_weights is not None:
         try:
             model.load_state_dict(start_weights)
