@@ -138,6 +138,17 @@ def _decide(records, rows, probs_per_record, params) -> list[PhotoOutcome]:
     return _outcomes(records, found, params)
 
 
+def _require_both_classes(rows: list[tuple], k: int, what: str) -> None:
+    """Refuse candidate rows (labels third) whose training part of a k-fold split by photo
+    (photo i in fold i % k) holds boxes of only one kind: no logistic regression can be fitted."""
+    for f in range(k):
+        y = np.concatenate([r[2] for i, r in enumerate(rows) if i % k != f] or [np.zeros(0, bool)])
+        if y.all() or not y.any():
+            raise CatScannerError(
+                f"The head gives too few candidate boxes on {what} ({int(y.sum())} finding a cat, "
+                f"{int((~y).sum())} not, in one fold): train it longer or on more photos.")
+
+
 def _base_params(box_classifier: tuple[tuple[float, ...], float] | None = None) -> DetectionParams:
     weights, bias = box_classifier if box_classifier else (None, 0.0)
     return DetectionParams(stride=STRIDE, peak_threshold=PEAK_THRESHOLD, coef=(0.0,) * (5 if weights is None else 6),
@@ -157,10 +168,7 @@ def fit_box_classifier(records: list[dict], outputs: list[dict]) -> tuple[tuple[
     X = log_softmax(np.concatenate([logits for *_, logits in rows]))
     y = np.concatenate([labels for _, _, labels, _ in rows])
     folds = np.concatenate([np.full(len(labels), g % 3) for g, (_, _, labels, _) in enumerate(rows)])
-    if any(y[folds != f].all() or not y[folds != f].any() for f in range(3)):
-        raise CatScannerError(
-            f"The head gives too few candidate boxes on its {len(records)} training photos to fit the box "
-            f"classifier ({int(y.sum())} finding a cat, {int((~y).sum())} not): train it on more photos.")
+    _require_both_classes(rows, 3, f"its {len(records)} training photos to fit the box classifier")
     scores = {}
     for C in (0.003, 0.03, 0.3):
         oof = np.zeros(len(y))
@@ -190,13 +198,7 @@ def choose_params(records: list[dict], outputs: list[dict],
     base = _base_params(box_classifier)
     rows = _labelled_candidates(records, outputs, base)
     folds = np.arange(len(records)) % 5
-    for f in range(5):
-        y = np.concatenate([rows[i][2] for i in range(len(rows)) if folds[i] != f] or [np.zeros(0, bool)])
-        if y.all() or not y.any():
-            raise CatScannerError(
-                f"The head gives too few candidate boxes on the {len(records)} held-out photos to fit the box "
-                f"score ({int(y.sum())} finding a cat, {int((~y).sum())} not, in one fold): train it longer "
-                "or on more photos.")
+    _require_both_classes(rows, 5, f"the {len(records)} held-out photos to fit the box score")
     oof: list[np.ndarray] = [np.zeros(0)] * len(records)
     for f in range(5):
         X = np.concatenate([rows[i][1] for i in range(len(rows)) if folds[i] != f])
