@@ -77,6 +77,10 @@ def test_every_shape_has_a_positive_p50(bench_run):
             assert lat["ms"]["p50"] > 0 and lat["cpu_ms"]["p50"] > 0
     # the whole-frame scanner decodes a 12 MP photo at half size, a 500-px one at full size
     ours = report["pipelines"]["ours"]["latency"]
+    for name in SHAPE_NAMES:  # issue 8's bound, on every shape: detect stage vs version 0.1's centre-crop one
+        lat = ours[name]
+        assert lat["centre_crop_detect_ms_p50"] > 0
+        assert lat["detect_vs_centre_crop_p50"] == round(lat["stage_ms_p50"]["detect"] / lat["centre_crop_detect_ms_p50"], 2)
     assert ours["12mp"]["stage_ms_p50"]["decode"] > ours["oxford"]["stage_ms_p50"]["decode"]
 
 

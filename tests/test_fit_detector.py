@@ -41,6 +41,10 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
     assert meta.details["head"]["dropout"] == 0.1 == meta.details["fit"]["dropout"]
     assert np.isfinite(meta.detection.coef).all() and len(meta.detection.coef) == 6
     assert len(meta.detection.box_classifier) == 1000 and np.isfinite(meta.detection.box_classifier).all()
+    # the second look (on by default): settings and its 6 + 5 weights travel in the file
+    d = meta.detection
+    assert (d.look_size, d.look_count, d.look_floor) == (192, 3, 0.1) and report["looked_at"] > 0
+    assert len(d.look_coef) == 11 and np.isfinite(d.look_coef).all()
     result = scanner.scan(cat_photo)  # a head trained briefly on a few photos: it must run, not be good
     assert result.error is None and 0.0 <= result.cat_probability <= 1.0
     json.dumps(result.to_dict())
@@ -91,22 +95,45 @@ def test_feature_cache_is_reused_for_the_same_inputs_only(data_dir, tmp_path, ca
     assert len(list(tmp_path.glob("features_fit_2_*.pkl"))) == 3 and not list(tmp_path.glob("*.tmp"))
 
 
-def test_detector_metadata_without_a_box_classifier_reads_as_before():
-    from dataclasses import asdict
+def test_detector_metadata_without_a_box_classifier_or_second_look_reads_as_before():
+    from dataclasses import asdict, replace
 
     from catscanner.errors import ModelError
     from catscanner.runtime.contract import DetectionParams, ModelFiles, ModelMeta
     from catscanner.runtime.onnx_model import OnnxModel
 
-    meta = OnnxModel(ModelFiles.resolve(None).detector, threads=1).meta  # the shipped file: 5 weights
-    assert meta.detection.box_classifier is None and len(meta.detection.coef) == 5
+    shipped = OnnxModel(ModelFiles.resolve(None).detector, threads=1).meta  # 5 weights, a second look
+    assert shipped.detection.box_classifier is None and len(shipped.detection.coef) == 5
+    assert shipped.detection.second_look and ModelMeta.from_json(shipped.to_json()).detection == shipped.detection
+    plain = replace(shipped.detection, look_size=0, look_count=0, look_coef=None)
+    meta = ModelMeta(**{**shipped.__dict__, "detection": plain})
     raw = json.loads(meta.to_json())
-    assert "box_classifier" not in raw["detection"]  # older readers see the keys they know
+    # older readers see the keys they know
+    assert "box_classifier" not in raw["detection"] and not any(k.startswith("look_") for k in raw["detection"])
     assert ModelMeta.from_json(meta.to_json()).detection == meta.detection
     raw["detection"]["coef"] = [0.0] * 6  # six weights but no box classifier: refused, clearly
     with pytest.raises(ModelError, match="the box score takes 5 features"):
         ModelMeta.from_json(json.dumps(raw))
+    with pytest.raises(ValueError, match="a second look needs"):
+        replace(shipped.detection, look_coef=(0.0,) * 10)
     with_classifier = DetectionParams(**{**asdict(meta.detection), "coef": (0.0,) * 6,
                                          "box_classifier": (0.0,) * 1000})
     restored = ModelMeta.from_json(ModelMeta(**{**meta.__dict__, "detection": with_classifier}).to_json())
     assert restored.detection == with_classifier
+
+
+def test_scene_by_key_rebuilds_the_photo_a_record_came_from(data_dir):
+    """The second look is fitted on crops of the held-out photos, rebuilt from their records' keys."""
+    from catscanner.training.scenes import Pools, make_scene, plain_items, scene_by_key
+
+    pools = Pools("fit", data_dir)
+    for kind in ("cat", "dog", "coco"):
+        first = next(iter(plain_items(pools, kind)))
+        again = scene_by_key(pools, first.key)
+        assert again.key == first.key and again.image.tobytes() == first.image.tobytes()
+        assert [(c.box, c.label) for c in again.cats] == [(c.box, c.label) for c in first.cats]
+    scene = make_scene(pools, 7, seed=3)
+    again = scene_by_key(pools, scene.key)
+    assert again.image.tobytes() == scene.image.tobytes() and [c.box for c in again.cats] == [c.box for c in scene.cats]
+    with pytest.raises(KeyError):
+        scene_by_key(pools, "report/0/7")

@@ -370,3 +370,22 @@ def test_any_cut_of_a_file_is_rgb_or_an_image_error(photo: Image.Image, fmt: str
         except ImageError:
             continue
         assert_rgb(img, photo.size)  # the cut only lost trailing metadata
+
+
+def test_second_look_square_holds_the_whole_box_and_pads_outside_the_photo():
+    """The detector's second look cuts a square of 1.15 x the box's longer side around the box: inside
+    the photo it is the photo itself, resized; where it sticks out, the mean colour (0 once normalised)."""
+    from catscanner.runtime.imaging import Preprocess, preprocess_square
+
+    spec = Preprocess(320, 1.0, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0), "bicubic", 100_000, 32)
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    inside = preprocess_square(img, (100, 100, 215, 169), 64, spec)  # square side 132 around a 115 x 69 box
+    ref = np.asarray(img.resize((64, 64), Image.Resampling.BICUBIC, box=(91.375, 68.375, 223.625, 200.625),
+                                reducing_gap=None), np.float32)
+    assert inside.shape == (3, 64, 64)
+    np.testing.assert_allclose(inside, (ref.transpose(2, 0, 1) - 127) / 128, atol=1e-6)
+    edge = preprocess_square(img, (0, 0, 100, 100), 64, spec)  # a box in the top-left corner
+    pad = round(64 * 7.5 / 115)  # 7.5 of the 115-px square lie outside the photo on each of two sides
+    assert np.all(edge[:, :pad - 1, :] == 0) and np.all(edge[:, :, :pad - 1] == 0)
+    assert np.abs(edge[:, pad + 1:, pad + 1:]).mean() > 0.1  # the photo fills the rest

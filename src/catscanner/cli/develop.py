@@ -150,13 +150,19 @@ def fit_detector(
     box_classifier: Annotated[bool, typer.Option(help="Verify candidate boxes with a linear classifier on their 1,000 ImageNet log-probabilities as well (measured: fewer cats found at the same false alarms; see the model card).")] = False,
     cache: Annotated[Optional[Path], typer.Option(help="Folder to keep the backbone features in and reuse them from (they take minutes).")] = None,
     dropout: Annotated[float, typer.Option(help="Share of the head's input features zeroed at each training step.", min=0.0, max=0.9)] = 0.0,
+    look_size: Annotated[int, typer.Option(help="Second look: side in pixels of the crop of each likely box run through the graph again (0: no second look).", min=0, max=640)] = 192,
+    look_count: Annotated[int, typer.Option(help="Second look: at most this many boxes per photo, most probable first.", min=1, max=20)] = 3,
+    look_floor: Annotated[float, typer.Option(help="Second look: boxes whose first score is below this are dropped unexamined.", min=0.0, max=1.0)] = 0.1,
 ) -> None:
     """Train the whole-frame cat detector's head on the fit data (Oxford trainval, half of COCO) and export it."""
     need_torch()
-    from ..training.fit_detector import fit_detector as fit
+    from ..training.fit_detector import SecondLook, fit_detector as fit
 
+    if look_size % 32:
+        fail(f"--look-size must be a multiple of 32 (the graph's stride), got {look_size}.")
+    look = SecondLook(look_size, look_count, look_floor) if look_size else None
     fit(data, out, n_scenes=scenes, epochs=epochs, threads=threads, seed=seed, refit_all=refit_all,
-        box_classifier=box_classifier, cache=cache, dropout=dropout)
+        box_classifier=box_classifier, cache=cache, dropout=dropout, look=look)
     console.print(f"wrote {out}")
 
 

@@ -66,6 +66,18 @@ class DetectionParams:
     # candidate boxes of the head's training photos); its logit is the score's sixth feature.
     box_classifier: tuple[float, ...] | None = None
     box_classifier_intercept: float = 0.0
+    # The second look (0 = none): the ``look_count`` most probable boxes after suppression whose
+    # first score reaches ``look_floor`` are cut out of the photo (a square of ``look_margin`` x the
+    # box's longer side, see imaging.preprocess_square), resized to ``look_size`` x ``look_size`` and
+    # run through the same graph; their probability is then sigmoid(look_coef . features +
+    # look_intercept), features = (the first score's features, ImageNet log-probability of the four
+    # class groups of the crop, logit of the crop's heat-map peak). Boxes not looked at are dropped.
+    look_size: int = 0
+    look_count: int = 0
+    look_floor: float = 0.0
+    look_margin: float = 1.15
+    look_coef: tuple[float, ...] | None = None
+    look_intercept: float = 0.0
 
     def __post_init__(self) -> None:
         expected = 5 if self.box_classifier is None else 6
@@ -73,11 +85,17 @@ class DetectionParams:
             raise ValueError(f"coef has {len(self.coef)} weights, the box score takes {expected} features")
         if self.box_classifier is not None and len(self.box_classifier) != 1000:
             raise ValueError(f"box_classifier has {len(self.box_classifier)} weights, not one per ImageNet class")
+        if self.look_size and (self.look_coef is None or len(self.look_coef) != expected + 5 or self.look_count < 1):
+            raise ValueError(f"a second look needs look_count >= 1 and {expected + 5} look_coef weights")
+
+    @property
+    def second_look(self) -> bool:
+        return self.look_size > 0
 
     @classmethod
     def from_dict(cls, d: dict) -> "DetectionParams":
         d = dict(d)
-        for key in ("coef", "photo_coef", "box_classifier"):
+        for key in ("coef", "photo_coef", "box_classifier", "look_coef"):
             if d.get(key) is not None:
                 d[key] = tuple(d[key])
         return cls(**d)
@@ -102,6 +120,9 @@ class ModelMeta:
         if d["detection"] is not None and d["detection"]["box_classifier"] is None:
             # without a box classifier, the file reads as it did before the option existed
             del d["detection"]["box_classifier"], d["detection"]["box_classifier_intercept"]
+        if d["detection"] is not None and not d["detection"]["look_size"]:  # likewise without a second look
+            for key in ("look_size", "look_count", "look_floor", "look_margin", "look_coef", "look_intercept"):
+                del d["detection"][key]
         d["preprocess"] = self.preprocess.to_dict()
         d["breeds"] = list(self.breeds)
         return json.dumps(d)

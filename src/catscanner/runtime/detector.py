@@ -15,11 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from PIL import Image
 
 from ..errors import ModelError
 from .breeds import softmax
 from .contract import DetectionParams, Output
 from .imagenet import CAT_CLASSES, CLASS_GROUPS, WILD_CAT_CLASSES, class_names
+from .imaging import preprocess_square
 from .onnx_model import OnnxModel
 from .schema import ImageNetLabel
 
@@ -163,19 +165,48 @@ def wild_cat(logits: np.ndarray, wild_share: float, min_mass: float = 0.0) -> st
     return None
 
 
+def look_features(first: np.ndarray, crop_out: dict[str, np.ndarray]) -> np.ndarray:
+    """The second look's score features of boxes: their first-score features, the ImageNet
+    class-group log-masses of their crops and the logit of each crop's heat-map peak."""
+    peak = crop_out[Output.CAT_HEATMAP].reshape(len(first), -1).max(axis=1)
+    return np.concatenate([first, group_log_masses(crop_out[Output.IMAGENET_LOGITS]), _logit(peak)[:, None]], axis=1)
+
+
+def look_score(features: np.ndarray, params: DetectionParams) -> np.ndarray:
+    """Calibrated probability from the second look's features."""
+    return 1 / (1 + np.exp(-(features @ np.asarray(params.look_coef) + params.look_intercept)))
+
+
+def to_look_at(probs: np.ndarray, keep: list[int], params: DetectionParams) -> list[int]:
+    """Of the kept boxes (most probable first), those the second look examines."""
+    return [k for k in keep if probs[k] >= params.look_floor][: params.look_count]
+
+
 def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
-               scale: tuple[float, float] = (1.0, 1.0)) -> list[Candidate]:
+               scale: tuple[float, float] = (1.0, 1.0), look=None) -> list[Candidate]:
     """Every box of photo ``i`` of a detector output after non-maximum suppression, most probable
     first, with its calibrated probability and wild-cat verdict; ``scale`` = photo pixels per
-    input pixel (x, y)."""
+    input pixel (x, y). With a second look (``params.look_size``), ``look(boxes)`` takes boxes in
+    photo pixels and returns the graph's outputs on their crops; only the boxes looked at remain."""
     boxes, features, logits = box_features(out, i, params)
     if len(boxes) == 0:
         return []
     probs = score(features, params)
     keep = suppress(boxes, probs, params.nms_iou, params.nms_contained)[: params.max_cats]
     sx, sy = scale
-    return [Candidate((float(boxes[k, 0] * sx), float(boxes[k, 1] * sy), float(boxes[k, 2] * sx),
-                       float(boxes[k, 3] * sy)), float(probs[k]), wild_cat(logits[k], params.wild_share))
+    boxes = boxes * np.array([sx, sy, sx, sy])
+    if params.second_look:
+        if look is None:
+            raise ValueError("This detector looks at each candidate box again: pass the decoded photos.")
+        keep = to_look_at(probs, keep, params)
+        if not keep:
+            return []
+        crop_out = look(boxes[keep])
+        probs = look_score(look_features(features[keep], crop_out), params)
+        logits = crop_out[Output.IMAGENET_LOGITS]
+        boxes = boxes[keep]
+        keep = [int(k) for k in np.argsort(-probs, kind="stable")]
+    return [Candidate(tuple(float(v) for v in boxes[k]), float(probs[k]), wild_cat(logits[k], params.wild_share))
             for k in keep]
 
 
@@ -201,15 +232,30 @@ class CatDetector:
         box = house[0].box if house else (0.0, 0.0, *size)
         return [Candidate(box, prob, None)]
 
-    def __call__(self, batch: np.ndarray, photo_sizes: list[tuple[int, int]]) -> list[Detection]:
-        """Detections for a batch of same-size inputs; ``photo_sizes`` are the photos' (w, h)."""
+    def _looker(self, img: Image.Image, size: tuple[int, int]):
+        """``look(boxes)`` for one photo: boxes in photo pixels -> the graph's outputs on their crops
+        (cut from ``img``, which may be a draft-decoded, smaller copy of the photo)."""
+        p = self.params
+        kx, ky = img.width / size[0], img.height / size[1]
+
+        def look(boxes: np.ndarray) -> dict[str, np.ndarray]:
+            crops = [preprocess_square(img, (b[0] * kx, b[1] * ky, b[2] * kx, b[3] * ky), p.look_size,
+                                       self.preprocess, p.look_margin) for b in boxes]
+            return self.model.run(np.stack(crops))
+        return look
+
+    def __call__(self, batch: np.ndarray, photo_sizes: list[tuple[int, int]],
+                 images: list[Image.Image] | None = None) -> list[Detection]:
+        """Detections for a batch of same-size inputs; ``photo_sizes`` are the photos' (w, h) and
+        ``images`` the decoded photos (needed when the detector takes a second look at its boxes)."""
         out = self.model.run(batch)
         in_h, in_w = batch.shape[2:]
         logits = out[Output.IMAGENET_LOGITS]
         ref = reference_rule(logits)
         results = []
         for i, (w, h) in enumerate(photo_sizes):
-            found = candidates(out, i, self.params, (w / in_w, h / in_h))
+            look = self._looker(images[i], (w, h)) if images is not None else None
+            found = candidates(out, i, self.params, (w / in_w, h / in_h), look)
             house = [c for c in found if c.wild_cat is None]
             wild = [c for c in found if c.wild_cat is not None and c.probability >= self.params.cat_threshold]
             best = max((c.probability for c in house), default=0.0)

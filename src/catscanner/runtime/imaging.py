@@ -341,6 +341,29 @@ def preprocess_box(img: Image.Image, box: tuple[float, float, float, float], spe
     return normalize(resized, spec)
 
 
+def preprocess_square(img: Image.Image, box: tuple[float, float, float, float], size: int, spec: Preprocess,
+                      margin: float = 1.15) -> np.ndarray:
+    """The whole of ``box`` (``img`` pixels) and a margin around it: a square of ``margin`` times the
+    box's longer side, centred on the box, resized to ``size`` x ``size`` and normalised (float32
+    CHW). Where the square sticks out of the photo it is filled with the normalisation's mean
+    colour (zeros after normalising), so the box stays centred and at one scale."""
+    left, top, right, bottom = box
+    side = max(1.0, margin * max(right - left, bottom - top))
+    x0, y0 = (left + right - side) / 2, (top + bottom - side) / 2
+    fill = tuple(int(round(m)) for m in spec.mean)
+    canvas = Image.new("RGB", (size, size), fill)
+    vx0, vy0 = max(0.0, x0), max(0.0, y0)
+    vx1, vy1 = min(float(img.width), x0 + side), min(float(img.height), y0 + side)
+    if vx1 > vx0 and vy1 > vy0:
+        k = size / side
+        dx, dy = int(round((vx0 - x0) * k)), int(round((vy0 - y0) * k))
+        dw = max(1, min(size - dx, int(round((vx1 - vx0) * k))))
+        dh = max(1, min(size - dy, int(round((vy1 - vy0) * k))))
+        canvas.paste(img.resize((dw, dh), _RESAMPLE[spec.resample], box=(vx0, vy0, vx1, vy1), reducing_gap=None),
+                     (dx, dy))
+    return normalize(canvas, spec)
+
+
 def preprocess(img: Image.Image, spec: Preprocess) -> np.ndarray:
     """Centre-crop and resize an RGB image as ``spec`` says (whole-frame specs: see
     :func:`preprocess_frame`); returns float32 CHW."""

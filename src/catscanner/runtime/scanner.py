@@ -196,7 +196,8 @@ class Scanner:
         for i, a in enumerate(arrays):
             groups.setdefault(a.shape, []).append(i)
         for idx in groups.values():
-            for i, d in zip(idx, self.detector(np.stack([arrays[i] for i in idx]), [sizes[i] for i in idx])):
+            for i, d in zip(idx, self.detector(np.stack([arrays[i] for i in idx]), [sizes[i] for i in idx],
+                                               [imgs[i] for i in idx])):
                 out[i] = d
         return out  # type: ignore[return-value]
 

@@ -165,12 +165,37 @@ def make_scene(pools: Pools, index: int, seed: int = 0) -> Scene:
     return scene
 
 
+def _plain_cat(path: Path, breed: int) -> Scene:
+    img = _load(path)
+    return Scene(img, [Obj((0, 0, img.width, img.height), breed, path.stem, "cat")], key=f"plain/{path.stem}")
+
+
 def plain_items(pools: Pools, kind: str):
     """Whole photos as scenes: kind "cat" (1 cat, box = whole photo), "dog" or "coco" (cat-free)."""
     if kind == "cat":
         for path, breed in pools.cats:
-            img = _load(path)
-            yield Scene(img, [Obj((0, 0, img.width, img.height), breed, path.stem, "cat")], key=f"plain/{path.stem}")
+            yield _plain_cat(path, breed)
     else:
         for path in pools.dogs if kind == "dog" else pools.coco:
             yield Scene(_load(path), key=f"plain/{kind}/{path.stem}")
+
+
+def scene_by_key(pools: Pools, key: str) -> Scene:
+    """The scene or plain photo a record's ``key`` names (``plain/<stem>``, ``plain/<kind>/<stem>``
+    or ``<split>/<seed>/<index>``), rebuilt from the shared data."""
+    parts = key.split("/")
+    if parts[0] == "plain":
+        kind, stem = ("cat", parts[1]) if len(parts) == 2 else (parts[1], parts[2])
+        if kind == "cat":
+            for path, breed in pools.cats:
+                if path.stem == stem:
+                    return _plain_cat(path, breed)
+        else:
+            for path in pools.dogs if kind == "dog" else pools.coco:
+                if path.stem == stem:
+                    return Scene(_load(path), key=key)
+        raise KeyError(f"no {kind} photo {stem!r} in the {pools.split} pools")
+    split, seed, index = parts
+    if split != pools.split:
+        raise KeyError(f"scene {key!r} is not of the {pools.split} split")
+    return make_scene(pools, int(index), int(seed))
