@@ -78,6 +78,9 @@ class DetectionParams:
     look_margin: float = 1.15
     look_coef: tuple[float, ...] | None = None
     look_intercept: float = 0.0
+    # the photo's cat_probability when the second look examines none of its boxes: the share of such
+    # held-out fit photos that hold a cat (mostly small cats the first pass did not propose)
+    look_none_probability: float = 0.0
 
     def __post_init__(self) -> None:
         expected = 5 if self.box_classifier is None else 6
@@ -121,7 +124,8 @@ class ModelMeta:
             # without a box classifier, the file reads as it did before the option existed
             del d["detection"]["box_classifier"], d["detection"]["box_classifier_intercept"]
         if d["detection"] is not None and not d["detection"]["look_size"]:  # likewise without a second look
-            for key in ("look_size", "look_count", "look_floor", "look_margin", "look_coef", "look_intercept"):
+            for key in ("look_size", "look_count", "look_floor", "look_margin", "look_coef", "look_intercept",
+                        "look_none_probability"):
                 del d["detection"][key]
         d["preprocess"] = self.preprocess.to_dict()
         d["breeds"] = list(self.breeds)

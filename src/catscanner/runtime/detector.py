@@ -40,7 +40,8 @@ class Candidate:
 class Detection:
     cats: list[Candidate]  # house cats at or above the threshold, most confident first
     wild_cat: str | None  # what the photo's wild cat looks like, when it shows one and no house cat
-    best_probability: float  # highest calibrated probability of any house-cat candidate (0 when none)
+    best_probability: float  # highest calibrated probability of any house-cat candidate (when the second look
+    # examined no box: the share of such photos that hold a cat; 0 without a second look)
     reference_rule_cat: bool  # ImageNet top-1 of the whole photo is one of 281-285
     top_labels: list[ImageNetLabel]
 
@@ -258,7 +259,9 @@ class CatDetector:
             found = candidates(out, i, self.params, (w / in_w, h / in_h), look)
             house = [c for c in found if c.wild_cat is None]
             wild = [c for c in found if c.wild_cat is not None and c.probability >= self.params.cat_threshold]
-            best = max((c.probability for c in house), default=0.0)
+            # no box looked at: the share of such photos that hold a cat all the same
+            nothing = self.params.look_none_probability if self.params.second_look and not found else 0.0
+            best = max((c.probability for c in house), default=nothing)
             cats = [c for c in house if c.probability >= self.params.box_threshold] \
                 if best >= self.params.cat_threshold else []
             if not cats and not wild:

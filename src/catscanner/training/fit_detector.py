@@ -50,6 +50,10 @@ PEAK_THRESHOLD = 0.05  # heat-map peaks below this are not even candidates
 # share that 0.6 % of the fit side's house cats reach (benchmarks/wild_share.py; no wild-cat photo
 # is in the shared data, so only the cost on house cats can be measured).
 WILD_SHARE = 0.9
+# A photo without cat boxes shows a wild cat when ImageNet gives its whole frame this much wild-cat
+# mass: above every cat-free photo of the fit side (the most, 0.475, giraffes that ImageNet, which has
+# no giraffe class, calls leopard and cheetah).
+WILD_MIN_MASS = 0.5
 
 
 @dataclass(frozen=True)
@@ -169,7 +173,7 @@ def _require_both_classes(rows: list[tuple], k: int, what: str) -> None:
 def _base_params(box_classifier: tuple[tuple[float, ...], float] | None = None) -> DetectionParams:
     weights, bias = box_classifier if box_classifier else (None, 0.0)
     return DetectionParams(stride=STRIDE, peak_threshold=PEAK_THRESHOLD, coef=(0.0,) * (5 if weights is None else 6),
-                           wild_share=WILD_SHARE,
+                           wild_share=WILD_SHARE, wild_min_mass=WILD_MIN_MASS,
                            intercept=0.0, cat_threshold=0.5, box_threshold=0.5,
                            box_classifier=weights, box_classifier_intercept=bias)
 
@@ -265,10 +269,13 @@ def choose_params(records: list[dict], outputs: list[dict],
     oof = _out_of_fold(rows, folds)
     first_coef, first_intercept = _fit_score(rows)
     first_candidates, first_found = int(sum(len(r[2]) for r in rows)), int(sum(r[2].sum() for r in rows))
+    none_probability = 0.0
     if look is not None:
         rows = _looked_at(records, rows, oof, look, crop_outputs)
         _require_both_classes(rows, 5, f"the boxes the second look examines in {len(records)} held-out photos")
         oof = _out_of_fold(rows, folds)
+        unseen = [bool(r["cats"]) for r, row in zip(records, rows) if not len(row[2])]
+        none_probability = round(float(np.mean(unseen)), 4) if unseen else 0.0
     table = []
     for thr in np.round(np.arange(0.30, 0.96, 0.025), 3):
         for thr2 in np.round(np.arange(0.10, thr + 1e-9, 0.05), 3):
@@ -283,12 +290,14 @@ def choose_params(records: list[dict], outputs: list[dict],
     if look is not None:
         look_coef, look_intercept = _fit_score(rows)
         params = replace(params, look_size=look.size, look_count=look.count, look_floor=look.floor,
-                         look_margin=look.margin, look_coef=look_coef, look_intercept=look_intercept)
+                         look_margin=look.margin, look_coef=look_coef, look_intercept=look_intercept,
+                         look_none_probability=none_probability)
     keys = ("is_cat_on_cat_photos", "cats_found", "extra_boxes_per_photo", "false_alarm_photos")
     return params, {"thresholds": [thr, thr2], "false_alarm_budget_met": budget_met,
                     "held_out_out_of_fold": held_out, "held_out_photos": len(records),
                     "candidates": first_candidates, "candidates_finding_a_cat": first_found,
                     "looked_at": int(sum(len(r[2]) for r in rows)) if look is not None else None,
+                    "photos_with_nothing_looked_at": None if look is None else sum(not len(r[2]) for r in rows),
                     "threshold_table": [[t, t2, *(s[k] for k in keys)] for t, t2, s in table]}
 
 
