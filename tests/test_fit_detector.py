@@ -106,7 +106,8 @@ def test_detector_metadata_without_a_box_classifier_or_second_look_reads_as_befo
     shipped = OnnxModel(ModelFiles.resolve(None).detector, threads=1).meta  # 5 weights, a second look
     assert shipped.detection.box_classifier is None and len(shipped.detection.coef) == 5
     assert shipped.detection.second_look and ModelMeta.from_json(shipped.to_json()).detection == shipped.detection
-    plain = replace(shipped.detection, look_size=0, look_count=0, look_coef=None)
+    plain = replace(shipped.detection, look_size=0, look_count=0, look_floor=0.0, look_margin=1.15, look_coef=None,
+                    look_intercept=0.0, look_none_probability=0.0)
     meta = ModelMeta(**{**shipped.__dict__, "detection": plain})
     raw = json.loads(meta.to_json())
     # older readers see the keys they know
@@ -116,7 +117,7 @@ def test_detector_metadata_without_a_box_classifier_or_second_look_reads_as_befo
     with pytest.raises(ModelError, match="the box score takes 5 features"):
         ModelMeta.from_json(json.dumps(raw))
     with pytest.raises(ValueError, match="a second look needs"):
-        replace(shipped.detection, look_coef=(0.0,) * 10)
+        replace(shipped.detection, look_coef=(0.0,) * 11)  # the score has 5 + 5 features
     with_classifier = DetectionParams(**{**asdict(meta.detection), "coef": (0.0,) * 6,
                                          "box_classifier": (0.0,) * 1000})
     restored = ModelMeta.from_json(ModelMeta(**{**meta.__dict__, "detection": with_classifier}).to_json())
