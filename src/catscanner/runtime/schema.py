@@ -91,7 +91,8 @@ class ScanResult:
     is_cat: bool = False
     """True when at least one house cat was found."""
     cat_probability: float = 0.0
-    """The highest probability (0-1) of any box holding a house cat; calibrated."""
+    """The highest probability (0-1) of any box holding a house cat; calibrated. When no box was worth a
+    second look, the share of such photos that held a cat all the same (fitted; about 0.17)."""
     reference_rule_cat: bool = False
     """The reference rule on the centre crop: ImageNet top-1 is one of the domestic-cat classes 281-285."""
     box: Box | None = None
