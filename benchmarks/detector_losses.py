@@ -55,7 +55,8 @@ def main() -> None:
             elif not set(hit) & set(keep):
                 stage = "suppressed"
             elif not set(hit) & set(looked):
-                stage = "below floor" if any(probs[j] < p.look_floor for j in set(hit) & set(keep)) else "beyond count"
+                # beyond count when a kept box that finds it reached the floor; below floor when none did
+                stage = "beyond count" if any(probs[j] >= p.look_floor for j in set(hit) & set(keep)) else "below floor"
             else:
                 stage = "rejected"
             counts.setdefault("all", Counter())[stage] += 1

@@ -142,32 +142,35 @@ class _Leopard:
     whole photo, for every cell and for every crop the detector looks at again: what a leopard
     photo gives."""
 
-    def __init__(self, model):
+    def __init__(self, model, push: float = 30.0):
         self.model, self.meta, self.path, self.preprocess = model, model.meta, model.path, model.preprocess
+        self.push = push
 
     def run(self, batch):
         out = dict(self.model.run(batch))
         for key in (Output.IMAGENET_LOGITS, Output.IMAGENET_MAP):
             out[key] = out[key].copy()
-            out[key][:, 288] += 30.0
+            out[key][:, 288] += self.push
         return out
 
 
-def test_a_wild_cat_is_named_and_not_called_a_house_cat(scanner, test_cats):
-    """The shared data holds no wild-cat photo, so a real Bengal photo goes through the real
-    detector whose ImageNet answers are pushed to "leopard", as a leopard photo gives: no house
-    cat, no breeds, wild_cat "leopard"."""
+@pytest.mark.parametrize("push", [16.0, 30.0])
+def test_a_wild_cat_is_named_and_not_called_a_house_cat(scanner, test_cats, push):
+    """The shared data holds no wild-cat photo, so real Bengal photos go through the real detector
+    whose ImageNet answers are pushed to "leopard", as a leopard photo gives: no house cat, no
+    breeds, wild_cat "leopard". At +16 the looked-at boxes once stayed under the house-cat
+    threshold and the whole-photo rule called 4 of these 6 photos house cats."""
     det: CatDetector = scanner.detector
-    photo = test_cats[BREEDS.index("Bengal")][0].path
-    img = load_image(photo)
-    x = preprocess_frame(img, det.preprocess)[None]
-    (house,) = det(x, [img.size], [img])
-    assert house.cats and house.wild_cat is None
-    (wild,) = CatDetector(_Leopard(det.model))(x, [img.size], [img])
-    assert not wild.cats and wild.wild_cat == "leopard"
+    for photo in [c.path for c in test_cats[BREEDS.index("Bengal")][:6]]:
+        img = load_image(photo)
+        x = preprocess_frame(img, det.preprocess)[None]
+        (house,) = det(x, [img.size], [img])
+        assert house.cats and house.wild_cat is None, photo
+        (wild,) = CatDetector(_Leopard(det.model, push))(x, [img.size], [img])
+        assert not wild.cats and wild.wild_cat == "leopard", (photo, wild.cats)
 
     as_wild = copy.copy(scanner)
-    as_wild.detector = CatDetector(_Leopard(det.model))
+    as_wild.detector = CatDetector(_Leopard(det.model, push))
     r = as_wild.scan(photo)
     assert not r.is_cat and r.wild_cat == "leopard" and not r.breeds and not r.cats
     assert "wild cat" in r.breeds_note

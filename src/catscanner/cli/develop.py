@@ -158,9 +158,10 @@ def fit_detector(
     need_torch()
     from ..training.fit_detector import SecondLook, fit_detector as fit
 
-    if look_size % 32:
-        fail(f"--look-size must be a multiple of 32 (the graph's stride), got {look_size}.")
-    look = SecondLook(look_size, look_count, look_floor) if look_size else None
+    try:
+        look = SecondLook(look_size, look_count, look_floor) if look_size else None
+    except ValueError as e:
+        fail(f"--look-size/--look-count/--look-floor: {e}.")
     fit(data, out, n_scenes=scenes, epochs=epochs, threads=threads, seed=seed, refit_all=refit_all,
         box_classifier=box_classifier, cache=cache, dropout=dropout, look=look)
     console.print(f"wrote {out}")

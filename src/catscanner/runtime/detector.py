@@ -207,7 +207,10 @@ def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
         logits = crop_out[Output.IMAGENET_LOGITS]
         boxes = boxes[keep]
         keep = [int(k) for k in np.argsort(-probs, kind="stable")]
-    return [Candidate(tuple(float(v) for v in boxes[k]), float(probs[k]), wild_cat(logits[k], params.wild_share))
+    # a looked-at crop must also hold wild_min_mass of wild cats outright (ImageNet calls spotted
+    # animals and patterns leopard with a small mass); the first pass's box logits are too coarse for that
+    min_mass = params.wild_min_mass if params.second_look else 0.0
+    return [Candidate(tuple(float(v) for v in boxes[k]), float(probs[k]), wild_cat(logits[k], params.wild_share, min_mass))
             for k in keep]
 
 
@@ -249,6 +252,8 @@ class CatDetector:
                  images: list[Image.Image] | None = None) -> list[Detection]:
         """Detections for a batch of same-size inputs; ``photo_sizes`` are the photos' (w, h) and
         ``images`` the decoded photos (needed when the detector takes a second look at its boxes)."""
+        if self.params.second_look and images is None:
+            raise ValueError("This detector looks at each candidate box again: pass the decoded photos.")
         out = self.model.run(batch)
         in_h, in_w = batch.shape[2:]
         logits = out[Output.IMAGENET_LOGITS]
@@ -258,17 +263,21 @@ class CatDetector:
             look = self._looker(images[i], (w, h)) if images is not None else None
             found = candidates(out, i, self.params, (w / in_w, h / in_h), look)
             house = [c for c in found if c.wild_cat is None]
-            wild = [c for c in found if c.wild_cat is not None and c.probability >= self.params.cat_threshold]
+            # the second score is a house-cat score (it rewards the crop's house-cat classes), so a box
+            # looked at and found wild counts whatever its probability; without a second look, a wild
+            # box must reach the photo threshold
+            wild = [c for c in found if c.wild_cat is not None
+                    and (self.params.second_look or c.probability >= self.params.cat_threshold)]
+            photo_wild = wild_cat(logits[i], self.params.wild_share, self.params.wild_min_mass)
             # no box looked at: the share of such photos that hold a cat all the same
             nothing = self.params.look_none_probability if self.params.second_look and not found else 0.0
             best = max((c.probability for c in house), default=nothing)
             cats = [c for c in house if c.probability >= self.params.box_threshold] \
                 if best >= self.params.cat_threshold else []
-            if not cats and not wild:
+            if not cats and not wild and photo_wild is None:
                 cats = self._whole_photo_rule(logits[i], house, (float(w), float(h)))
                 best = max(best, cats[0].probability) if cats else best
-            wild_name = wild[0].wild_cat if wild else \
-                wild_cat(logits[i], self.params.wild_share, self.params.wild_min_mass)
+            wild_name = wild[0].wild_cat if wild else photo_wild
             results.append(Detection(
                 cats=cats,
                 wild_cat=None if cats else wild_name,

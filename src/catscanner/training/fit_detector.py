@@ -27,13 +27,12 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..errors import CatScannerError
 from ..progress import progress_bar
 from ..runtime.contract import DETECTOR_OUTPUTS, DetectionParams, ModelMeta, Output
 from ..runtime.detector import Candidate, box_features, log_softmax, look_features, suppress, to_look_at
-from ..runtime.imaging import Preprocess, frame_size, normalize, preprocess_square
+from ..runtime.imaging import Preprocess, preprocess_frame, preprocess_square
 from .backbones import freeze_same_padding, load_backbone
 from .detection import STRIDE, CatHead, Taps, WholeFrameDetectorNet, head_outputs, train_head
 from .export import export_onnx
@@ -66,6 +65,13 @@ class SecondLook:
     count: int = 3
     floor: float = 0.1
     margin: float = 1.15
+
+    def __post_init__(self) -> None:
+        if self.size <= 0 or self.size % 32:
+            raise ValueError(f"the second look's crop side must be a positive multiple of 32 (the graph's "
+                             f"stride; its padding is fixed at export for such sizes), got {self.size}")
+        if self.count < 1 or not 0.0 <= self.floor <= 1.0 or self.margin < 1.0:
+            raise ValueError(f"second look: count >= 1, floor in 0-1 and margin >= 1 (got {self})")
 
 
 def _export_taps(path: Path) -> Path:
@@ -108,8 +114,8 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
 
         def record(scene: Scene, kind: str) -> dict:
             W, H = scene.image.size
-            size = frame_size(W, H, SPEC.max_pixels, SPEC.multiple)
-            x = normalize(scene.image.resize(size, Image.Resampling.BICUBIC), SPEC)[None]
+            x = preprocess_frame(scene.image, SPEC)[None]  # exactly as the runtime resizes
+            size = (x.shape[3], x.shape[2])
             c4, c5 = session.run(None, {"image": x})
             return dict(key=scene.key, kind=kind, in_size=size, scene_size=(W, H),
                         cats=[(c.box[0] / W, c.box[1] / H, c.box[2] / W, c.box[3] / H) for c in scene.cats],
@@ -271,6 +277,8 @@ def choose_params(records: list[dict], outputs: list[dict],
     first_candidates, first_found = int(sum(len(r[2]) for r in rows)), int(sum(r[2].sum() for r in rows))
     none_probability = 0.0
     if look is not None:
+        if crop_outputs is None:
+            raise ValueError("a second look needs crop_outputs(record, boxes): the graph's outputs on the crops")
         rows = _looked_at(records, rows, oof, look, crop_outputs)
         _require_both_classes(rows, 5, f"the boxes the second look examines in {len(records)} held-out photos")
         oof = _out_of_fold(rows, folds)
