@@ -41,7 +41,7 @@ def main() -> None:
         boxes = boxes * np.array([W / x.shape[3], H / x.shape[2]] * 2)
         probs = score(features, p) if len(boxes) else np.zeros(0)
         keep = suppress(boxes, probs, p.nms_iou, p.nms_contained)[: p.max_cats] if len(boxes) else []
-        looked = to_look_at(probs, keep, p) if p.second_look else keep
+        looked = to_look_at(probs, keep, p.look_floor, p.look_count) if p.second_look else keep
         found = [(c.box.left, c.box.top, c.box.right, c.box.bottom) for c in scanner.scan(scene.image).cats]
         for cat in scene.cats:
             t = cat.box

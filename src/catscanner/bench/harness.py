@@ -146,9 +146,8 @@ class _OursPipeline:
     name = "ours"
 
     def __init__(self, job: dict):
-        from ..runtime.scanner import Scanner
-
         from ..runtime.imaging import Preprocess
+        from ..runtime.scanner import Scanner
 
         self.scanner = Scanner(job["models"], threads=job["threads"], runtime=job["runtime"],
                                precision=job["precision"])

@@ -150,9 +150,13 @@ def box_classifier_logit(logits: np.ndarray, params: DetectionParams) -> np.ndar
         + params.box_classifier_intercept
 
 
+def _logistic(features: np.ndarray, coef, intercept: float) -> np.ndarray:
+    return 1 / (1 + np.exp(-(features @ np.asarray(coef) + intercept)))
+
+
 def score(features: np.ndarray, params: DetectionParams) -> np.ndarray:
     """Calibrated probability that each candidate box holds a cat (house or wild)."""
-    return 1 / (1 + np.exp(-(features @ np.asarray(params.coef) + params.intercept)))
+    return _logistic(features, params.coef, params.intercept)
 
 
 def wild_cat(logits: np.ndarray, wild_share: float, min_mass: float = 0.0) -> str | None:
@@ -175,12 +179,13 @@ def look_features(first: np.ndarray, crop_out: dict[str, np.ndarray]) -> np.ndar
 
 def look_score(features: np.ndarray, params: DetectionParams) -> np.ndarray:
     """Calibrated probability from the second look's features."""
-    return 1 / (1 + np.exp(-(features @ np.asarray(params.look_coef) + params.look_intercept)))
+    return _logistic(features, params.look_coef, params.look_intercept)
 
 
-def to_look_at(probs: np.ndarray, keep: list[int], params: DetectionParams) -> list[int]:
-    """Of the kept boxes (most probable first), those the second look examines."""
-    return [k for k in keep if probs[k] >= params.look_floor][: params.look_count]
+def to_look_at(probs: np.ndarray, keep: list[int], floor: float, count: int) -> list[int]:
+    """Of the kept boxes (most probable first), the ``count`` first whose score reaches ``floor``:
+    those the second look examines."""
+    return [k for k in keep if probs[k] >= floor][:count]
 
 
 def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
@@ -189,6 +194,8 @@ def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
     first, with its calibrated probability and wild-cat verdict; ``scale`` = photo pixels per
     input pixel (x, y). With a second look (``params.look_size``), ``look(boxes)`` takes boxes in
     photo pixels and returns the graph's outputs on their crops; only the boxes looked at remain."""
+    if params.second_look and look is None:
+        raise ValueError("This detector looks at each candidate box again: pass the decoded photos.")
     boxes, features, logits = box_features(out, i, params)
     if len(boxes) == 0:
         return []
@@ -197,9 +204,7 @@ def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
     sx, sy = scale
     boxes = boxes * np.array([sx, sy, sx, sy])
     if params.second_look:
-        if look is None:
-            raise ValueError("This detector looks at each candidate box again: pass the decoded photos.")
-        keep = to_look_at(probs, keep, params)
+        keep = to_look_at(probs, keep, params.look_floor, params.look_count)
         if not keep:
             return []
         crop_out = look(boxes[keep])
@@ -230,7 +235,7 @@ class CatDetector:
         """The photo-level rule on the whole photo's ImageNet classes, for the cats the boxes miss
         (mostly cats that fill the frame): one cat, in the best candidate box or the whole photo."""
         p = self.params
-        prob = float(1 / (1 + np.exp(-(group_log_masses(logits) @ np.asarray(p.photo_coef) + p.photo_intercept))))
+        prob = float(_logistic(group_log_masses(logits), p.photo_coef, p.photo_intercept))
         if prob < p.photo_threshold:
             return []
         box = house[0].box if house else (0.0, 0.0, *size)
@@ -252,8 +257,6 @@ class CatDetector:
                  images: list[Image.Image] | None = None) -> list[Detection]:
         """Detections for a batch of same-size inputs; ``photo_sizes`` are the photos' (w, h) and
         ``images`` the decoded photos (needed when the detector takes a second look at its boxes)."""
-        if self.params.second_look and images is None:
-            raise ValueError("This detector looks at each candidate box again: pass the decoded photos.")
         out = self.model.run(batch)
         in_h, in_w = batch.shape[2:]
         logits = out[Output.IMAGENET_LOGITS]

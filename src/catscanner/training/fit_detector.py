@@ -239,12 +239,12 @@ def _looked_at(records: list[dict], rows: list[tuple], probs: list[np.ndarray], 
                crop_outputs: Callable[[dict, np.ndarray], dict[str, np.ndarray]]) -> list[tuple]:
     """The rows of the boxes the second look examines (chosen by ``probs``, the first score),
     with the second look's features and the ImageNet logits of their crops."""
-    params = replace(_base_params(), look_count=look.count, look_floor=look.floor)
+    params = _base_params()  # its suppression settings
     out = []
     for r, (boxes, features, labels, _), p in progress_bar(list(zip(records, rows, probs)),
                                                             desc="second look at the held-out photos' boxes"):
         keep = suppress(boxes, p, params.nms_iou, params.nms_contained)[: params.max_cats] if len(boxes) else []
-        keep = to_look_at(p, keep, params)
+        keep = to_look_at(p, keep, look.floor, look.count)
         if not keep:
             out.append((np.zeros((0, 4)), np.zeros((0, features.shape[1] + 5)), np.zeros(0, bool), np.zeros((0, 1000))))
             continue

@@ -165,19 +165,22 @@ def make_scene(pools: Pools, index: int, seed: int = 0) -> Scene:
     return scene
 
 
-def _plain_cat(path: Path, breed: int) -> Scene:
+def _plain_sources(pools: Pools, kind: str) -> list[tuple[Path, int]]:
+    """(path, breed) of the pools' whole photos of one kind (breed -1 for dogs and COCO)."""
+    return pools.cats if kind == "cat" else [(p, -1) for p in (pools.dogs if kind == "dog" else pools.coco)]
+
+
+def _plain(kind: str, path: Path, breed: int) -> Scene:
     img = _load(path)
-    return Scene(img, [Obj((0, 0, img.width, img.height), breed, path.stem, "cat")], key=f"plain/{path.stem}")
+    if kind == "cat":
+        return Scene(img, [Obj((0, 0, img.width, img.height), breed, path.stem, "cat")], key=f"plain/{path.stem}")
+    return Scene(img, key=f"plain/{kind}/{path.stem}")
 
 
 def plain_items(pools: Pools, kind: str):
     """Whole photos as scenes: kind "cat" (1 cat, box = whole photo), "dog" or "coco" (cat-free)."""
-    if kind == "cat":
-        for path, breed in pools.cats:
-            yield _plain_cat(path, breed)
-    else:
-        for path in pools.dogs if kind == "dog" else pools.coco:
-            yield Scene(_load(path), key=f"plain/{kind}/{path.stem}")
+    for path, breed in _plain_sources(pools, kind):
+        yield _plain(kind, path, breed)
 
 
 def scene_by_key(pools: Pools, key: str) -> Scene:
@@ -186,14 +189,9 @@ def scene_by_key(pools: Pools, key: str) -> Scene:
     parts = key.split("/")
     if parts[0] == "plain":
         kind, stem = ("cat", parts[1]) if len(parts) == 2 else (parts[1], parts[2])
-        if kind == "cat":
-            for path, breed in pools.cats:
-                if path.stem == stem:
-                    return _plain_cat(path, breed)
-        else:
-            for path in pools.dogs if kind == "dog" else pools.coco:
-                if path.stem == stem:
-                    return Scene(_load(path), key=key)
+        for path, breed in _plain_sources(pools, kind):
+            if path.stem == stem:
+                return _plain(kind, path, breed)
         raise KeyError(f"no {kind} photo {stem!r} in the {pools.split} pools")
     split, seed, index = parts
     if split != pools.split:
