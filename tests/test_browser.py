@@ -181,6 +181,47 @@ def test_cat_photo_through_the_file_input(page: Page, server: str, oxford_images
     assert page.external_requests() == []
 
 
+def test_two_cats_get_two_boxes_and_tapping_a_cat_highlights_its_box(page: Page, server: str, data_dir: Path,
+                                                                     artifact_dir: Path) -> None:
+    """A photo with several cats (the first report scene of two or three Oxford test cats in which the
+    API finds two or more: the page must draw what the API says): one box and one breed list per cat;
+    tapping a cat in the list highlights it and its box, tapping again clears it."""
+    import io
+
+    from playwright.sync_api import expect
+
+    from catscanner.training.scenes import Pools, make_scene
+
+    pools = Pools("report", data_dir)
+    for i in range(40):
+        scene = make_scene(pools, i)
+        if len(scene.cats) < 2:
+            continue
+        buf = io.BytesIO()
+        scene.image.save(buf, "JPEG", quality=92)
+        api = api_scan(server, f"scene{i}.jpg", buf.getvalue()).json()
+        if len(api["cats"]) >= 2:
+            break
+    else:
+        pytest.fail("no report scene of the first 40 had two cats found: see test_detector's several-cats test")
+
+    pg = page.page
+    pg.set_input_files("#file", files=[{"name": f"scene{i}.jpg", "mimeType": "image/jpeg", "buffer": buf.getvalue()}])
+    expect_result_matches_api(pg, api)
+    boxes = pg.locator("#boxes [data-testid=box]")
+    for n, cat in enumerate(api["cats"]):  # each box carries its number and its cat's top breed
+        expect(boxes.nth(n)).to_contain_text(f"{n + 1}: {cat['breeds'][0]['breed']}")
+    second = pg.locator("#cats [data-testid=cat]").nth(1)
+    second.locator(".cat-head").click()
+    expect(second).to_have_class("cat highlight")
+    expect(boxes.nth(1)).to_have_class("box highlight")
+    expect(boxes.nth(0)).to_have_class("box")
+    pg.screenshot(path=str(artifact_dir / "web-two-cats.png"), full_page=True)
+    second.locator(".cat-head").click()
+    expect(boxes.nth(1)).to_have_class("box")
+    assert page.external_requests() == []
+
+
 def test_non_image_shows_the_api_error(page: Page, server: str, artifact_dir: Path) -> None:
     from playwright.sync_api import expect
 

@@ -139,3 +139,22 @@ def test_scene_by_key_rebuilds_the_photo_a_record_came_from(data_dir):
     assert again.image.tobytes() == scene.image.tobytes() and [c.box for c in again.cats] == [c.box for c in scene.cats]
     with pytest.raises(KeyError):
         scene_by_key(pools, "report/0/7")
+
+
+def test_fit_scenes_draw_backgrounds_from_dogs_and_coco_report_scenes_from_report_coco_only(data_dir):
+    """A head learns the backgrounds it is trained on: fit scenes take them from the fit COCO half
+    and the trainval dog photos (some two side by side); report scenes stay single report-half COCO
+    photos, so their figures compare across detector versions."""
+    from catscanner.training.scenes import Pools, make_scene
+
+    fit, report = Pools("fit", data_dir), Pools("report", data_dir)
+    fit_scenes = [make_scene(fit, i) for i in range(60)]
+    used = [n for s in fit_scenes for n in s.background]
+    assert {n for n in used} <= {p.stem for p in fit.coco + fit.dogs}
+    assert any(n in {p.stem for p in fit.dogs} for n in used) and any(n in {p.stem for p in fit.coco} for n in used)
+    assert any(len(s.background) == 2 for s in fit_scenes) and any(len(s.background) == 1 for s in fit_scenes)
+    report_coco = {p.stem for p in report.coco}
+    for i in range(30):
+        scene = make_scene(report, i)
+        assert len(scene.background) == 1 and scene.background[0] in report_coco
+    assert not {p.stem for p in fit.coco} & report_coco

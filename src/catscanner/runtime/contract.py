@@ -54,6 +54,9 @@ class DetectionParams:
     nms_contained: float = 0.7  # ... or lying this much inside it (intersection / smaller area)
     wild_share: float = 0.5  # a box is a wild cat when wild-cat classes hold this share of its cat mass
     wild_min_mass: float = 0.2  # a photo without cat boxes shows a wild cat when ImageNet gives wild cats this much
+    # a looked-at crop is a wild cat only when the head also sees a cat's centre in it: its heat-map
+    # peak reaches this (0 = no such bar, as in files before it)
+    wild_min_peak: float = 0.0
     # The whole-photo rule (v0.1's detector, fitted on trainval cats vs dogs): when no box reaches
     # the photo threshold but sigmoid(photo_coef . class-group log-masses of the whole photo +
     # photo_intercept) reaches photo_threshold, the photo's best box (or the whole photo) is a cat.

@@ -209,13 +209,17 @@ def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
             return []
         crop_out = look(boxes[keep])
         probs = look_score(look_features(features[keep], crop_out), params)
+        peaks = crop_out[Output.CAT_HEATMAP].reshape(len(keep), -1).max(axis=1)
         logits = crop_out[Output.IMAGENET_LOGITS]
         boxes = boxes[keep]
         keep = [int(k) for k in np.argsort(-probs, kind="stable")]
     # a looked-at crop must also hold wild_min_mass of wild cats outright (ImageNet calls spotted
-    # animals and patterns leopard with a small mass); the first pass's box logits are too coarse for that
+    # animals and patterns leopard with a small mass; the first pass's box logits are too coarse for
+    # that) and look like a cat to the head (ImageNet calls a giraffe's coat leopard with a large mass)
     min_mass = params.wild_min_mass if params.second_look else 0.0
-    return [Candidate(tuple(float(v) for v in boxes[k]), float(probs[k]), wild_cat(logits[k], params.wild_share, min_mass))
+    cat_like = peaks >= params.wild_min_peak if params.second_look else np.ones(len(boxes), bool)
+    return [Candidate(tuple(float(v) for v in boxes[k]), float(probs[k]),
+                      wild_cat(logits[k], params.wild_share, min_mass) if cat_like[k] else None)
             for k in keep]
 
 

@@ -1,8 +1,9 @@
 """Scene sets for whole-frame cat detection, built from the shared data, deterministic by seed.
 
 Oxford-IIIT Pet cat photos are pasted as whole rectangles (each photo resized) at random sizes
-(15-90 % of the scene's short side) and positions, 1-3 per scene, into cat-free COCO photos of
-every shape (1:1, 4:3, 3:4, 16:9, 9:16, 2:1, 3:1), together with distractor rectangles (Oxford
+(15-90 % of the scene's short side) and positions, 1-3 per scene, into cat-free photos of every
+shape (report scenes: COCO photos; fit scenes: COCO and Oxford dog photos, a third of them two
+photos side by side) (1:1, 4:3, 3:4, 16:9, 9:16, 2:1, 3:1), together with distractor rectangles (Oxford
 dog photos and crops of cat-free COCO photos) so that a rectangle edge alone never means "cat";
 15 % of the scenes hold no cat at all.
 
@@ -46,6 +47,7 @@ class Scene:
     cats: list[Obj] = field(default_factory=list)
     distractors: list[Obj] = field(default_factory=list)
     key: str = ""
+    background: list[str] = field(default_factory=list)  # the photos the background is cut from (names)
 
     @property
     def has_cat(self) -> bool:
@@ -120,16 +122,41 @@ def _crop_aspect(rng, img: Image.Image, aspect: float, min_frac=0.6) -> Image.Im
     return img.crop((int(x), int(y), int(x + cw), int(y + ch)))
 
 
+def _background(rng: np.random.Generator, pools: Pools, W: int, H: int) -> tuple[Image.Image, list[str]]:
+    """A cat-free W x H background and the names of the photos it is cut from. Report scenes: a crop of one cat-free COCO photo. Fit scenes draw
+    from more (the head learns the backgrounds it is trained on; 62 COCO photos alone were too few):
+    the COCO photos (three in five) and the Oxford dog photos, and one in three is two of them side by side."""
+    if pools.split == "report":
+        name = pools.coco[int(rng.integers(len(pools.coco)))]
+        return _crop_aspect(rng, _load(name), W / H).resize((W, H), Image.BILINEAR), [name.stem]
+    def source() -> Path:  # COCO three times in five, else a dog photo
+        pool = pools.coco if rng.random() < 0.6 else pools.dogs
+        return pool[int(rng.integers(len(pool)))]
+
+    if rng.random() >= 1 / 3:
+        name = source()
+        return _crop_aspect(rng, _load(name), W / H).resize((W, H), Image.BILINEAR), [name.stem]
+    names = []
+    bg = Image.new("RGB", (W, H))
+    split_x = W >= H  # side by side along the longer side
+    cut = int(rng.uniform(0.3, 0.7) * (W if split_x else H))
+    for part in ((0, 0, cut, H), (cut, 0, W, H)) if split_x else ((0, 0, W, cut), (0, cut, W, H)):
+        w, h = part[2] - part[0], part[3] - part[1]
+        name = source()
+        names.append(name.stem)
+        bg.paste(_crop_aspect(rng, _load(name), w / h).resize((w, h), Image.BILINEAR), part[:2])
+    return bg, names
+
+
 def make_scene(pools: Pools, index: int, seed: int = 0) -> Scene:
     rng = np.random.default_rng([SPLIT_SEED[pools.split], seed, index])
     aw, ah = ASPECTS[int(rng.integers(len(ASPECTS)))]
     long_side = int(rng.integers(1000, 1601))
     W, H = (long_side, int(round(long_side * ah / aw))) if aw >= ah else (int(round(long_side * aw / ah)), long_side)
-    bg_name = pools.coco[int(rng.integers(len(pools.coco)))]
-    bg = _crop_aspect(rng, _load(bg_name), W / H).resize((W, H), Image.BILINEAR)
+    bg, bg_names = _background(rng, pools, W, H)
     if rng.random() < 0.5:
         bg = bg.transpose(Image.FLIP_LEFT_RIGHT)
-    scene = Scene(bg, key=f"{pools.split}/{seed}/{index}")
+    scene = Scene(bg, key=f"{pools.split}/{seed}/{index}", background=bg_names)
     cat_free = rng.random() < 0.15
     n_cats = 0 if cat_free else int(rng.choice([1, 2, 3], p=[0.45, 0.35, 0.20]))
     n_dis = int(rng.choice([1, 2, 3], p=[0.5, 0.3, 0.2])) if cat_free else int(rng.choice([0, 1, 2], p=[0.4, 0.35, 0.25]))
