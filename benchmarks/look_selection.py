@@ -28,12 +28,12 @@ import numpy as np
 
 from catscanner.progress import progress_bar
 from catscanner.runtime.contract import Output
-from catscanner.runtime.detector import Candidate, box_features, log_softmax, look_features, suppress
+from catscanner.runtime.detector import box_features, log_softmax, look_features, suppress
 from catscanner.runtime.engine import OrtModel
 from catscanner.runtime.imaging import preprocess_frame, preprocess_square
-from catscanner.training.fit_detector import (SecondLook, _base_params, _out_of_fold, _outcomes, pick_thresholds,
-                                              split_by_cat)
-from catscanner.training.metrics import finds, summarize
+from catscanner.training.fit_detector import (SecondLook, _base_params, _out_of_fold, pick_thresholds, split_by_cat,
+                                              threshold_table)
+from catscanner.training.metrics import finds
 from catscanner.training.scenes import Pools, make_scene, plain_items
 
 PEAKS = (0.05, 0.02, 0.01)
@@ -117,16 +117,7 @@ class Probe:
     def report(self, name: str, looked: list[tuple]) -> None:
         """Out-of-fold second score, thresholds as fit_detector.choose_params picks them, the summary."""
         p2 = _out_of_fold(looked, self.folds)
-        table = []
-        for thr in np.round(np.arange(0.30, 0.96, 0.025), 3):
-            for thr2 in np.round(np.arange(0.10, thr + 1e-9, 0.05), 3):
-                par = replace(self.base, cat_threshold=float(thr), box_threshold=float(thr2))
-                found = []
-                for (b, _, _), pr in zip(looked, p2):
-                    keep = suppress(b, pr, par.nms_iou, par.nms_contained)[: par.max_cats] if len(b) else []
-                    found.append([Candidate(tuple(b[k]), float(pr[k]), None) for k in keep])
-                table.append((float(thr), float(thr2), summarize(_outcomes(self.photos, found, par))))
-        thr, thr2, s, ok = pick_thresholds(table)
+        thr, thr2, s, ok = pick_thresholds(threshold_table(self.photos, looked, p2, self.base))
         n_looks = np.array([len(r[2]) for r in looked])
         free = np.array([not ph["cats"] for ph in self.photos])
         print(f"{name}: called cat {s['is_cat_on_cat_photos']:.3f}, cats found {s['cats_found']:.3f}, "

@@ -20,7 +20,7 @@ from PIL import Image
 from catscanner.progress import progress_bar
 from catscanner.runtime.breeds import softmax
 from catscanner.runtime.contract import Output
-from catscanner.runtime.detector import candidates
+from catscanner.runtime.detector import candidates, crop_peaks
 from catscanner.runtime.imagenet import CAT_CLASSES, WILD_CAT_CLASSES
 from catscanner.runtime.imaging import preprocess_frame
 from catscanner.runtime.scanner import Scanner
@@ -53,7 +53,7 @@ def crop_wild(scanner: Scanner, photos: list, desc: str) -> tuple[np.ndarray, np
         share = np.where(wild > house, wild / (house + wild), 0.0)
         shares.append(float(share.max()))
         masses.append(float(np.where(share >= det.params.wild_share, wild, 0.0).max()))
-        peaks.append(float(seen[0][Output.CAT_HEATMAP].max()))
+        peaks.append(float(crop_peaks(seen[0]).max()))
     return np.array(shares), np.array(masses), np.array(peaks)
 
 
@@ -83,6 +83,7 @@ def main() -> None:
     looked = peaks[peaks > 0]
     print(f"highest crop heat-map peak of the {len(looked)} {a.split} house cats with a crop looked at: "
           + ", ".join(f"{q} % below {np.percentile(looked, q):.3f}" for q in (1, 2, 5, 10, 25, 50)))
+
 
 if __name__ == "__main__":
     main()

@@ -219,6 +219,7 @@ def test_two_cats_get_two_boxes_and_tapping_a_cat_highlights_its_box(page: Page,
     pg.screenshot(path=str(artifact_dir / "web-two-cats.png"), full_page=True)
     second.locator(".cat-head").click()
     expect(boxes.nth(1)).to_have_class("box")
+    expect(second).to_have_class("cat")
     assert page.external_requests() == []
 
 

@@ -12,7 +12,7 @@ from PIL import Image
 
 from catscanner.runtime.breeds import BREEDS
 from catscanner.runtime.contract import Output
-from catscanner.runtime.detector import CatDetector
+from catscanner.runtime.detector import CatDetector, candidates
 from catscanner.runtime.imaging import load_image, preprocess_frame
 from catscanner.training.data import read_coco, read_split
 
@@ -177,6 +177,30 @@ class _Leopard:
             out[key] = out[key].copy()
             out[key][:, 288] += self.push
         return out
+
+
+def test_a_looked_at_box_is_wild_only_where_the_head_sees_a_cat(scanner, test_cats):
+    """ImageNet calls a giraffe's coat leopard; the head sees no cat's centre in it. Bengal photos
+    with ImageNet pushed to "leopard" give wild boxes; the same crops with their heat maps turned
+    down under ``wild_min_peak`` (what the head gives a giraffe) give none."""
+    det: CatDetector = scanner.detector
+    bar = det.params.wild_min_peak
+    leopard = CatDetector(_Leopard(det.model))
+    for photo in [c.path for c in test_cats[BREEDS.index("Bengal")][:3]]:
+        img = load_image(photo)
+        x = preprocess_frame(img, det.preprocess)[None]
+        out, scale = leopard.model.run(x), (img.width / x.shape[3], img.height / x.shape[2])
+        look = leopard._looker(img, img.size)
+
+        def faint(boxes):
+            crops = dict(look(boxes))
+            heat = crops[Output.CAT_HEATMAP]
+            crops[Output.CAT_HEATMAP] = heat * (0.5 * bar / heat.max())
+            return crops
+
+        assert any(c.wild_cat == "leopard" for c in candidates(out, 0, det.params, scale, look)), photo
+        found = candidates(out, 0, det.params, scale, faint)
+        assert found and all(c.wild_cat is None for c in found), (photo, found)
 
 
 @pytest.mark.parametrize("push", [16.0, 30.0])

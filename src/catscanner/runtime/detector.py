@@ -170,10 +170,16 @@ def wild_cat(logits: np.ndarray, wild_share: float, min_mass: float = 0.0) -> st
     return None
 
 
+def crop_peaks(crop_out: dict[str, np.ndarray]) -> np.ndarray:
+    """The highest heat-map value of each crop: the head's evidence of a cat's centre in it."""
+    heat = crop_out[Output.CAT_HEATMAP]
+    return heat.reshape(len(heat), -1).max(axis=1)
+
+
 def look_features(first: np.ndarray, crop_out: dict[str, np.ndarray]) -> np.ndarray:
     """The second look's score features of boxes: their first-score features, the ImageNet
     class-group log-masses of their crops and the logit of each crop's heat-map peak."""
-    peak = crop_out[Output.CAT_HEATMAP].reshape(len(first), -1).max(axis=1)
+    peak = crop_peaks(crop_out)
     return np.concatenate([first, group_log_masses(crop_out[Output.IMAGENET_LOGITS]), _logit(peak)[:, None]], axis=1)
 
 
@@ -203,13 +209,14 @@ def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
     keep = suppress(boxes, probs, params.nms_iou, params.nms_contained)[: params.max_cats]
     sx, sy = scale
     boxes = boxes * np.array([sx, sy, sx, sy])
+    cat_like = np.ones(len(boxes), bool)  # without a second look, no heat-map bar for wild cats
     if params.second_look:
         keep = to_look_at(probs, keep, params.look_floor, params.look_count)
         if not keep:
             return []
         crop_out = look(boxes[keep])
         probs = look_score(look_features(features[keep], crop_out), params)
-        peaks = crop_out[Output.CAT_HEATMAP].reshape(len(keep), -1).max(axis=1)
+        cat_like = crop_peaks(crop_out) >= params.wild_min_peak
         logits = crop_out[Output.IMAGENET_LOGITS]
         boxes = boxes[keep]
         keep = [int(k) for k in np.argsort(-probs, kind="stable")]
@@ -217,7 +224,6 @@ def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
     # animals and patterns leopard with a small mass; the first pass's box logits are too coarse for
     # that) and look like a cat to the head (ImageNet calls a giraffe's coat leopard with a large mass)
     min_mass = params.wild_min_mass if params.second_look else 0.0
-    cat_like = peaks >= params.wild_min_peak if params.second_look else np.ones(len(boxes), bool)
     return [Candidate(tuple(float(v) for v in boxes[k]), float(probs[k]),
                       wild_cat(logits[k], params.wild_share, min_mass) if cat_like[k] else None)
             for k in keep]

@@ -289,11 +289,7 @@ def choose_params(records: list[dict], outputs: list[dict],
         oof = _out_of_fold(rows, folds)
         unseen = [bool(r["cats"]) for r, row in zip(records, rows) if not len(row[2])]
         none_probability = round(float(np.mean(unseen)), 4) if unseen else 0.0
-    table = []
-    for thr in np.round(np.arange(0.30, 0.96, 0.025), 3):
-        for thr2 in np.round(np.arange(0.10, thr + 1e-9, 0.05), 3):
-            p = replace(base, cat_threshold=float(thr), box_threshold=float(thr2))
-            table.append((float(thr), float(thr2), summarize(_decide(records, rows, oof, p))))
+    table = threshold_table(records, rows, oof, base)
     thr, thr2, held_out, budget_met = pick_thresholds(table)
     if not budget_met:
         print(f"warning: no threshold keeps false alarms within {FALSE_ALARM_BUDGET:.1%} of the cat-free held-out "
@@ -312,6 +308,19 @@ def choose_params(records: list[dict], outputs: list[dict],
                     "looked_at": int(sum(len(r[2]) for r in rows)) if look is not None else None,
                     "photos_with_nothing_looked_at": None if look is None else sum(not len(r[2]) for r in rows),
                     "threshold_table": [[t, t2, *(s[k] for k in keys)] for t, t2, s in table]}
+
+
+def threshold_table(records: list[dict], rows: list[tuple], probs: list[np.ndarray], base: DetectionParams
+                    ) -> list[tuple[float, float, dict]]:
+    """(photo threshold, box threshold, summary of the decision) over the grid the fit chooses from:
+    photo thresholds 0.30-0.95, box thresholds 0.10 up to the photo threshold; ``rows`` hold each
+    record's boxes first, ``probs`` their probabilities."""
+    table = []
+    for thr in np.round(np.arange(0.30, 0.96, 0.025), 3):
+        for thr2 in np.round(np.arange(0.10, thr + 1e-9, 0.05), 3):
+            p = replace(base, cat_threshold=float(thr), box_threshold=float(thr2))
+            table.append((float(thr), float(thr2), summarize(_decide(records, rows, probs, p))))
+    return table
 
 
 def pick_thresholds(table: list[tuple[float, float, dict]]) -> tuple[float, float, dict, bool]:

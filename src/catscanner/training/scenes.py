@@ -1,11 +1,11 @@
 """Scene sets for whole-frame cat detection, built from the shared data, deterministic by seed.
 
 Oxford-IIIT Pet cat photos are pasted as whole rectangles (each photo resized) at random sizes
-(15-90 % of the scene's short side) and positions, 1-3 per scene, into cat-free photos of every
-shape (report scenes: COCO photos; fit scenes: COCO and Oxford dog photos, a third of them two
-photos side by side) (1:1, 4:3, 3:4, 16:9, 9:16, 2:1, 3:1), together with distractor rectangles (Oxford
-dog photos and crops of cat-free COCO photos) so that a rectangle edge alone never means "cat";
-15 % of the scenes hold no cat at all.
+(15-90 % of the scene's short side) and positions, 1-3 per scene, into cat-free backgrounds of every
+shape (1:1, 4:3, 3:4, 16:9, 9:16, 2:1, 3:1), together with distractor rectangles (Oxford dog photos
+and crops of cat-free COCO photos) so that a rectangle edge alone never means "cat"; 15 % of the
+scenes hold no cat at all. A report scene's background is one COCO photo; a fit scene's is a COCO or
+an Oxford dog photo, or two of them side by side.
 
 The split is strict:
 
@@ -122,29 +122,35 @@ def _crop_aspect(rng, img: Image.Image, aspect: float, min_frac=0.6) -> Image.Im
     return img.crop((int(x), int(y), int(x + cw), int(y + ch)))
 
 
+def _fill(rng: np.random.Generator, name: Path, w: int, h: int) -> Image.Image:
+    """A random crop of the photo ``name`` with the shape of w x h, resized to it."""
+    return _crop_aspect(rng, _load(name), w / h).resize((w, h), Image.BILINEAR)
+
+
 def _background(rng: np.random.Generator, pools: Pools, W: int, H: int) -> tuple[Image.Image, list[str]]:
-    """A cat-free W x H background and the names of the photos it is cut from. Report scenes: a crop of one cat-free COCO photo. Fit scenes draw
-    from more (the head learns the backgrounds it is trained on; 62 COCO photos alone were too few):
-    the COCO photos (three in five) and the Oxford dog photos, and one in three is two of them side by side."""
+    """A cat-free W x H background and the names of the photos it is cut from.
+
+    Report scenes: a crop of one cat-free COCO photo. Fit scenes draw from more (a head learns the
+    backgrounds it is trained on; 62 COCO photos alone were too few): COCO photos (three in five)
+    and Oxford dog photos, and one background in three is two of them side by side."""
     if pools.split == "report":
         name = pools.coco[int(rng.integers(len(pools.coco)))]
-        return _crop_aspect(rng, _load(name), W / H).resize((W, H), Image.BILINEAR), [name.stem]
-    def source() -> Path:  # COCO three times in five, else a dog photo
+        return _fill(rng, name, W, H), [name.stem]
+
+    def source() -> Path:
         pool = pools.coco if rng.random() < 0.6 else pools.dogs
         return pool[int(rng.integers(len(pool)))]
 
     if rng.random() >= 1 / 3:
         name = source()
-        return _crop_aspect(rng, _load(name), W / H).resize((W, H), Image.BILINEAR), [name.stem]
-    names = []
-    bg = Image.new("RGB", (W, H))
+        return _fill(rng, name, W, H), [name.stem]
+    bg, names = Image.new("RGB", (W, H)), []
     split_x = W >= H  # side by side along the longer side
     cut = int(rng.uniform(0.3, 0.7) * (W if split_x else H))
     for part in ((0, 0, cut, H), (cut, 0, W, H)) if split_x else ((0, 0, W, cut), (0, cut, W, H)):
-        w, h = part[2] - part[0], part[3] - part[1]
         name = source()
         names.append(name.stem)
-        bg.paste(_crop_aspect(rng, _load(name), w / h).resize((w, h), Image.BILINEAR), part[:2])
+        bg.paste(_fill(rng, name, part[2] - part[0], part[3] - part[1]), part[:2])
     return bg, names
 
 

@@ -1,0 +1,51 @@
+"""How many boxes the second look examines per photo, on the bench's generated photo sets: the part
+of the detect stage's cost that depends on the detector file (each look is a 192 x 192 run of the
+graph, about 0.75 of the first pass).
+
+    git show 31bfcc9:src/catscanner/models/detector.onnx > /tmp/detector_v04.onnx
+    python benchmarks/looks_per_photo.py /tmp/detector_v04.onnx src/catscanner/models/detector.onnx
+"""
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from catscanner.bench.photos import make_shape_sets
+from catscanner.runtime.detector import CatDetector, candidates
+from catscanner.runtime.engine import OrtModel
+from catscanner.runtime.imaging import load_image, preprocess_frame
+from catscanner.training.data import data_root
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("detectors", nargs="+", help="detector.onnx files")
+    ap.add_argument("--photos", type=int, default=30, help="photos per generated set")
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = make_shape_sets(data_root(None), Path(tmp), a.photos)
+        for path in a.detectors:
+            det = CatDetector(OrtModel(path, threads=2))
+            line = []
+            for shape, photos in sets.items():
+                counts = []
+                for photo in photos:
+                    img = load_image(photo.path)
+                    x = preprocess_frame(img, det.preprocess)[None]
+                    look, n = det._looker(img, img.size), [0]
+
+                    def counting(boxes, look=look, n=n):
+                        n[0] += len(boxes)
+                        return look(boxes)
+                    candidates(det.model.run(x), 0, det.params, (img.width / x.shape[3], img.height / x.shape[2]), counting)
+                    counts.append(n[0])
+                c = np.array(counts)
+                line.append(f"{shape}: mean {c.mean():.2f}, median {np.median(c):.0f}, two or more {np.mean(c >= 2):.2f}")
+            print(path, "—", "; ".join(line), flush=True)
+
+
+if __name__ == "__main__":
+    main()
