@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from catscanner.bench.photos import make_shape_sets
-from catscanner.runtime.detector import CatDetector, candidates
+from catscanner.runtime.contract import Output
+from catscanner.runtime.detector import CatDetector
 from catscanner.runtime.engine import OrtModel
-from catscanner.runtime.imaging import load_image, preprocess_frame
+from catscanner.runtime.imaging import load_image
 from catscanner.training.data import data_root
 
 
@@ -33,15 +34,8 @@ def main() -> None:
             for shape, photos in sets.items():
                 counts = []
                 for photo in photos:
-                    img = load_image(photo.path)
-                    x = preprocess_frame(img, det.preprocess)[None]
-                    look, n = det._looker(img, img.size), [0]
-
-                    def counting(boxes, look=look, n=n):
-                        n[0] += len(boxes)
-                        return look(boxes)
-                    candidates(det.model.run(x), 0, det.params, (img.width / x.shape[3], img.height / x.shape[2]), counting)
-                    counts.append(n[0])
+                    _, crops = det.examine(load_image(photo.path))
+                    counts.append(0 if crops is None else len(crops[Output.IMAGENET_LOGITS]))
                 c = np.array(counts)
                 line.append(f"{shape}: mean {c.mean():.2f}, median {np.median(c):.0f}, two or more {np.mean(c >= 2):.2f}")
             print(path, "—", "; ".join(line), flush=True)

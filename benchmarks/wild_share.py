@@ -20,9 +20,8 @@ from PIL import Image
 from catscanner.progress import progress_bar
 from catscanner.runtime.breeds import softmax
 from catscanner.runtime.contract import Output
-from catscanner.runtime.detector import candidates, crop_peaks
+from catscanner.runtime.detector import crop_peaks
 from catscanner.runtime.imagenet import CAT_CLASSES, WILD_CAT_CLASSES
-from catscanner.runtime.imaging import preprocess_frame
 from catscanner.runtime.scanner import Scanner
 from catscanner.training.data import data_root, read_split
 from catscanner.training.scenes import Pools, make_scene
@@ -39,21 +38,18 @@ def crop_wild(scanner: Scanner, photos: list, desc: str) -> tuple[np.ndarray, np
     shares, masses, peaks = [], [], []
     for photo in progress_bar(photos, desc=desc):
         img = scanner.load(photo) if not isinstance(photo, Image.Image) else photo.convert("RGB")
-        x = preprocess_frame(img, det.preprocess)[None]
-        look, seen = det._looker(img, img.size), []
-        candidates(det.model.run(x), 0, det.params, (img.width / x.shape[3], img.height / x.shape[2]),
-                   lambda boxes: seen.append(look(boxes)) or seen[-1])
-        if not seen:
+        _, crops = det.examine(img)
+        if crops is None:
             shares.append(0.0)
             masses.append(0.0)
             peaks.append(0.0)
             continue
-        p = softmax(seen[0][Output.IMAGENET_LOGITS])
+        p = softmax(crops[Output.IMAGENET_LOGITS])
         house, wild = p[:, list(CAT_CLASSES)].sum(1), p[:, list(WILD_CAT_CLASSES)].sum(1)
         share = np.where(wild > house, wild / (house + wild), 0.0)
         shares.append(float(share.max()))
         masses.append(float(np.where(share >= det.params.wild_share, wild, 0.0).max()))
-        peaks.append(float(crop_peaks(seen[0]).max()))
+        peaks.append(float(crop_peaks(crops).max()))
     return np.array(shares), np.array(masses), np.array(peaks)
 
 

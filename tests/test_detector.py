@@ -239,3 +239,15 @@ def test_second_look_needs_the_photo(scanner, test_cats):
     img = load_image(test_cats[0][0].path)
     with pytest.raises(ValueError, match="pass the decoded photos"):
         det(preprocess_frame(img, det.preprocess)[None], [img.size])
+
+
+def test_examine_gives_the_boxes_and_crops_the_detector_decides_on(scanner, test_cats):
+    """``CatDetector.examine`` (for measuring) sees what a scan sees: the scan's cats are its most
+    probable candidates, and there is one crop output per candidate looked at."""
+    det: CatDetector = scanner.detector
+    for photo in [c.path for c in test_cats[BREEDS.index("Birman")][:3]]:
+        img = load_image(photo)
+        found, crops = det.examine(img)
+        assert crops is not None and len(crops[Output.IMAGENET_LOGITS]) == len(found)
+        (d,) = det(preprocess_frame(img, det.preprocess)[None], [img.size], [img])
+        assert d.cats and [c.box for c in d.cats] == [c.box for c in found[: len(d.cats)]]

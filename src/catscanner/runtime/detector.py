@@ -21,7 +21,7 @@ from ..errors import ModelError
 from .breeds import softmax
 from .contract import DetectionParams, Output
 from .imagenet import CAT_CLASSES, CLASS_GROUPS, WILD_CAT_CLASSES, class_names
-from .imaging import preprocess_square
+from .imaging import preprocess_frame, preprocess_square
 from .onnx_model import OnnxModel
 from .schema import ImageNetLabel
 
@@ -262,6 +262,18 @@ class CatDetector:
                                        self.preprocess, p.look_margin) for b in boxes]
             return self.model.run(np.stack(crops))
         return look
+
+    def examine(self, img: Image.Image) -> tuple[list[Candidate], dict[str, np.ndarray] | None]:
+        """One decoded photo's candidate boxes (photo pixels, before any threshold) and the graph's
+        outputs on the crops its second look examined (None when it looked at none): for measuring."""
+        x = preprocess_frame(img, self.preprocess)[None]
+        look, seen = self._looker(img, img.size), []
+
+        def looked(boxes: np.ndarray) -> dict[str, np.ndarray]:
+            seen.append(look(boxes))
+            return seen[-1]
+        found = candidates(self.model.run(x), 0, self.params, (img.width / x.shape[3], img.height / x.shape[2]), looked)
+        return found, (seen[0] if seen else None)
 
     def __call__(self, batch: np.ndarray, photo_sizes: list[tuple[int, int]],
                  images: list[Image.Image] | None = None) -> list[Detection]:
