@@ -51,6 +51,30 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
     json.dumps(result.to_dict())
 
 
+def test_fit_detector_with_a_stride_8_head(data_dir, cat_photo, tmp_path):
+    """``--stride 8``: the head also reads the backbone's stride-8 features; the exported heat map,
+    the stored parameters and the scanner's boxes follow that stride."""
+    from catscanner.runtime.contract import Output
+    from catscanner.runtime.imaging import load_image, preprocess_frame
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(ModelFiles.resolve(None).breeds, models / "breeds.onnx")
+    report = fit_detector(data_dir, models / "detector.onnx", n_scenes=40, epochs=4, threads=2,
+                          refit_all=False, max_photos=30, stride=8)
+    assert report["stride"] == 8
+    scanner = Scanner(models, threads=1)
+    det = scanner.detector
+    assert det.params.stride == 8 and det.model.meta.details["head"]["stride"] == 8
+    x = preprocess_frame(load_image(cat_photo), det.preprocess)[None]
+    heat = det.model.run(x)[Output.CAT_HEATMAP]
+    assert heat.shape[2:] == (x.shape[2] // 8, x.shape[3] // 8)
+    result = scanner.scan(cat_photo)
+    assert result.error is None and 0.0 <= result.cat_probability <= 1.0
+    for cat in result.cats:  # boxes in photo pixels, whatever the stride
+        assert 0 <= cat.box.left < cat.box.right <= result.width and 0 <= cat.box.top < cat.box.bottom <= result.height
+
+
 def test_detection_params_refuse_a_score_of_the_wrong_width():
     from catscanner.runtime.contract import DetectionParams
 

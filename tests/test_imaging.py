@@ -389,3 +389,21 @@ def test_second_look_square_holds_the_whole_box_and_pads_outside_the_photo():
     pad = round(64 * 7.5 / 115)  # 7.5 of the 115-px square lie outside the photo on each of two sides
     assert np.all(edge[:, :pad - 1, :] == 0) and np.all(edge[:, :, :pad - 1] == 0)
     assert np.abs(edge[:, pad + 1:, pad + 1:]).mean() > 0.1  # the photo fills the rest
+
+
+@pytest.mark.parametrize("spec_of", ["detector", "breeds"])
+def test_normalize_gives_exactly_the_model_input_formula(photo: Image.Image, spec_of: str):
+    """``normalize`` (transposed while 8-bit, normalised in place for speed) must give exactly
+    ``(x - mean) / std`` in float32, channels first and C-contiguous, for each shipped model's
+    preprocessing (the detector's one mean and std, the breed model's per-channel ones)."""
+    from catscanner.runtime.contract import ModelFiles
+    from catscanner.runtime.engine import load_model
+    from catscanner.runtime.imaging import normalize
+
+    files = ModelFiles.resolve(None)
+    spec = load_model(files.detector if spec_of == "detector" else files.breeds, 1, "onnxruntime").meta.preprocess
+    rgb = photo.convert("RGB").resize((96, 64))
+    want = ((np.asarray(rgb, np.float32) - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32))
+    got = normalize(rgb, spec)
+    assert got.dtype == np.float32 and got.flags["C_CONTIGUOUS"] and got.shape == (3, 64, 96)
+    assert np.array_equal(got, want.transpose(2, 0, 1))

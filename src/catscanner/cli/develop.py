@@ -153,17 +153,21 @@ def fit_detector(
     look_size: Annotated[int, typer.Option(help="Second look: side in pixels of the crop of each likely box run through the graph again (0: no second look).", min=0, max=640)] = 192,
     look_count: Annotated[int, typer.Option(help="Second look: at most this many boxes per photo, most probable first.", min=1, max=20)] = 3,
     look_floor: Annotated[float, typer.Option(help="Second look: boxes whose first score is below this are dropped unexamined.", min=0.0, max=1.0)] = 0.1,
+    stride: Annotated[int, typer.Option(help="Input pixels per heat-map cell: 16, or 8 (also reads the backbone's stride-8 features: for small cats).")] = 16,
 ) -> None:
     """Train the whole-frame cat detector's head on the fit data (Oxford trainval, half of COCO) and export it."""
     need_torch()
     from ..training.fit_detector import SecondLook, fit_detector as fit
+
+    if stride not in (8, 16):
+        fail(f"--stride must be 8 or 16 (got {stride}).")
 
     try:
         look = SecondLook(look_size, look_count, look_floor) if look_size else None
     except ValueError as e:
         fail(f"--look-size/--look-count/--look-floor: {e}.")
     fit(data, out, n_scenes=scenes, epochs=epochs, threads=threads, seed=seed, refit_all=refit_all,
-        box_classifier=box_classifier, cache=cache, dropout=dropout, look=look)
+        box_classifier=box_classifier, cache=cache, dropout=dropout, look=look, stride=stride)
     console.print(f"wrote {out}")
 
 

@@ -296,9 +296,12 @@ def centre_crop(size: tuple[int, int], spec: Preprocess) -> tuple[float, float, 
 
 def normalize(rgb: Image.Image | np.ndarray, spec: Preprocess) -> np.ndarray:
     """HWC 0-255 RGB -> the model's float32 CHW input: ``(x - mean) / std`` per channel."""
-    arr = np.asarray(rgb, dtype=np.float32)
-    arr = (arr - np.asarray(spec.mean, np.float32)) / np.asarray(spec.std, np.float32)
-    return np.ascontiguousarray(arr.transpose(2, 0, 1))
+    # transposed while still 8-bit, then converted into a fresh C-ordered array and normalised in
+    # place: the same float32 arithmetic as (x - mean) / std on HWC, several times faster
+    arr = np.asarray(rgb).transpose(2, 0, 1).astype(np.float32, order="C")
+    arr -= np.asarray(spec.mean, np.float32)[:, None, None]
+    arr /= np.asarray(spec.std, np.float32)[:, None, None]
+    return arr
 
 
 def frame_size(w: int, h: int, max_pixels: int, multiple: int = 32) -> tuple[int, int]:

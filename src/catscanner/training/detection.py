@@ -3,7 +3,9 @@
 A small CenterNet-style head (Zhou et al., "Objects as Points", 2019) on the frozen ImageNet
 EfficientNet-Lite0: it reads the stride-16 features (end of stage 4, 112 channels) and the
 stride-32 head features (1280 channels) and predicts, per stride-16 cell, the probability that a
-cat's centre lies there, the box's size and the centre's sub-cell offset. The exported graph
+cat's centre lies there, the box's size and the centre's sub-cell offset. A head of stride 8 also
+reads the stride-8 features (end of stage 3, 40 channels) and predicts per stride-8 cell: a cat
+15 % of the short side of a 50,000-pixel first pass is 1-2 stride-16 cells wide. The exported graph
 (:class:`WholeFrameDetectorNet`) also returns the ImageNet logits of the whole photo and the
 per-cell ImageNet logits of the animal classes (dogs, house cats, wild cats), which the runtime
 uses for the reference rule, the labels it shows and to tell wild cats from house cats.
@@ -22,38 +24,50 @@ from torch import nn
 
 from .backbones import EfficientNetLite
 
-STRIDE = 16
+STRIDES = (8, 16)  # heat-map strides a head can have
+FINE_TAP_BLOCK = 4  # output of block 4 = end of stage 3 of Lite0: 40 channels at stride 8
 TAP_BLOCK = 10  # output of block 10 = end of stage 4 of Lite0: 112 channels at stride 16
 
 
-def backbone_taps(net: EfficientNetLite, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(stride-16 features (N, 112, H/16, W/16), stride-32 head features (N, 1280, H/32, W/32))."""
+def backbone_taps(net: EfficientNetLite, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(stride-8 features (N, 40, H/8, W/8), stride-16 features (N, 112, H/16, W/16), stride-32 head
+    features (N, 1280, H/32, W/32))."""
     x = F.relu6(net._bn0(net._conv_stem(x)))
-    c4 = None
+    c3 = c4 = None
     for i, block in enumerate(net._blocks):
         x = block(x)
+        if i == FINE_TAP_BLOCK:
+            c3 = x
         if i == TAP_BLOCK:
             c4 = x
-    return c4, F.relu6(net._bn1(net._conv_head(x)))
+    return c3, c4, F.relu6(net._bn1(net._conv_head(x)))
 
 
 class Taps(nn.Module):
-    """The frozen backbone's two feature maps (exported alone to cache features for training)."""
+    """The frozen backbone's three feature maps (exported alone to cache features for training)."""
 
     def __init__(self, net: EfficientNetLite):
         super().__init__()
         self.net = net
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return backbone_taps(self.net, x)
 
 
 class CatHead(nn.Module):
-    """stride-16 and stride-32 features -> (centre logits (N,1,h,w), log size (N,2,h,w), offset (N,2,h,w))."""
+    """stride-8, stride-16 and stride-32 features -> (centre logits (N,1,h,w), log size (N,2,h,w),
+    offset (N,2,h,w)) per cell of ``stride`` (16: the stride-8 features are not read; 8: the fused
+    stride-16 map, upsampled, plus the stride-8 features, through one more 3x3 convolution of
+    ``fine`` channels)."""
 
-    def __init__(self, mid: int = 96, dilations: tuple[int, ...] = (1, 1, 2), dropout: float = 0.0):
+    def __init__(self, mid: int = 96, dilations: tuple[int, ...] = (1, 1, 2), dropout: float = 0.0,
+                 stride: int = 16, fine: int = 32):
         super().__init__()
-        self.config = {"mid": mid, "dilations": list(dilations), "dropout": dropout}  # stored in the model's metadata
+        if stride not in STRIDES:
+            raise ValueError(f"stride must be one of {STRIDES} (got {stride})")
+        self.config = {"mid": mid, "dilations": list(dilations), "dropout": dropout,
+                       "stride": stride, "fine": fine if stride == 8 else 0}  # stored in the model's metadata
+        self.stride = stride
         self.dropout = dropout  # on the input features, in training only
         self.l5 = nn.Conv2d(1280, mid, 1)
         self.l4 = nn.Conv2d(112, mid, 1)
@@ -61,16 +75,25 @@ class CatHead(nn.Module):
         for d in dilations:  # 3x3 convolutions; the last ones dilated to see more context
             layers += [nn.Conv2d(mid, mid, 3, padding=d, dilation=d), nn.ReLU()]
         self.fuse = nn.Sequential(*layers)
-        self.heat = nn.Conv2d(mid, 1, 1)
-        self.size = nn.Conv2d(mid, 2, 1)
-        self.off = nn.Conv2d(mid, 2, 1)
+        out = mid
+        if stride == 8:
+            self.down = nn.Conv2d(mid, fine, 1)
+            self.l3 = nn.Conv2d(40, fine, 1)
+            self.fine = nn.Sequential(nn.Conv2d(fine, fine, 3, padding=1), nn.ReLU())
+            out = fine
+        self.heat = nn.Conv2d(out, 1, 1)
+        self.size = nn.Conv2d(out, 2, 1)
+        self.off = nn.Conv2d(out, 2, 1)
         nn.init.constant_(self.heat.bias, -4.0)
 
-    def forward(self, c4: torch.Tensor, c5: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.training and self.dropout:
-            c4, c5 = F.dropout(c4, self.dropout), F.dropout(c5, self.dropout)
+            c3, c4, c5 = (F.dropout(c, self.dropout) for c in (c3, c4, c5))
         p = self.l4(c4) + F.interpolate(self.l5(c5), scale_factor=2.0, mode="nearest")
         p = self.fuse(F.relu(p))
+        if self.stride == 8:
+            p = self.fine(F.relu(self.l3(c3) + F.interpolate(self.down(p), scale_factor=2.0, mode="nearest")))
         return self.heat(p), self.size(p), self.off(p)
 
 
@@ -84,8 +107,8 @@ class WholeFrameDetectorNet(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        c4, c5 = backbone_taps(self.net, x)
-        heat, size, off = self.head(c4, c5)
+        c3, c4, c5 = backbone_taps(self.net, x)
+        heat, size, off = self.head(c3, c4, c5)
         fc = self.net.classifier
         logits = fc(self.net.pool(c5))
         per_cell = F.conv2d(c5, fc.weight[:, :, None, None], fc.bias)  # the classifier on every cell
@@ -95,17 +118,18 @@ class WholeFrameDetectorNet(nn.Module):
 # --------------------------------------------------------------------------- training
 
 
-def targets(cats: list[tuple[float, float, float, float]], in_size: tuple[int, int]):
+def targets(cats: list[tuple[float, float, float, float]], in_size: tuple[int, int], stride: int = 16):
     """CenterNet targets for boxes given as fractions (l, t, r, b) of an input of ``in_size`` (W, H):
-    a Gaussian heat map (1 at each centre cell) and, per cat, (row, col, log w, log h, dx, dy) in cells."""
+    a Gaussian heat map (1 at each centre cell) and, per cat, (row, col, log w, log h, dx, dy) in
+    cells of ``stride`` input pixels."""
     W, H = in_size
-    h, w = H // STRIDE, W // STRIDE
+    h, w = H // stride, W // stride
     heat = np.zeros((h, w), np.float32)
     reg = []
     yy, xx = np.mgrid[0:h, 0:w]
     for (l, t, r, b) in cats:
-        bw, bh = (r - l) * W / STRIDE, (b - t) * H / STRIDE
-        cx, cy = (l + r) / 2 * W / STRIDE, (t + b) / 2 * H / STRIDE
+        bw, bh = (r - l) * W / stride, (b - t) * H / stride
+        cx, cy = (l + r) / 2 * W / stride, (t + b) / 2 * H / stride
         ix, iy = min(w - 1, int(cx)), min(h - 1, int(cy))
         sx, sy = max(0.5, bw / 6), max(0.5, bh / 6)
         heat = np.maximum(heat, np.exp(-((xx - ix) ** 2) / (2 * sx * sx) - ((yy - iy) ** 2) / (2 * sy * sy)))
@@ -135,21 +159,19 @@ def batches(records: list[dict], size: int, rng: np.random.Generator | None = No
     return [out[i] for i in rng.permutation(len(out))] if rng is not None else out
 
 
-def _collate(batch: list[dict]) -> tuple[torch.Tensor, torch.Tensor]:
-    c4 = torch.from_numpy(np.stack([r["c4"] for r in batch]).astype(np.float32))
-    c5 = torch.from_numpy(np.stack([r["c5"] for r in batch]).astype(np.float32))
-    return c4, c5
+def _collate(batch: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    return tuple(torch.from_numpy(np.stack([r[k] for r in batch]).astype(np.float32)) for k in ("c3", "c4", "c5"))
 
 
 def train_head(records: list[dict], epochs: int = 20, batch_size: int = 32, lr: float = 3e-3, seed: int = 0,
-               progress=None, dropout: float = 0.0) -> CatHead:
-    """Train a :class:`CatHead` on cached feature records (``c4``, ``c5``, ``in_size``, ``cats``);
-    ``dropout``: share of the input features zeroed at each step (a regulariser for features that
-    never change from epoch to epoch)."""
+               progress=None, dropout: float = 0.0, stride: int = 16) -> CatHead:
+    """Train a :class:`CatHead` on cached feature records (``c3``, ``c4``, ``c5``, ``in_size``,
+    ``cats``); ``dropout``: share of the input features zeroed at each step (a regulariser for
+    features that never change from epoch to epoch); ``stride``: of its heat map (8 or 16)."""
     torch.manual_seed(seed)
     for r in records:
-        r["target"] = targets(r["cats"], r["in_size"])
-    head = CatHead(dropout=dropout)
+        r["target"] = targets(r["cats"], r["in_size"], stride)
+    head = CatHead(dropout=dropout, stride=stride)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed)
     steps = epochs * len(batches(records, batch_size))
@@ -159,8 +181,7 @@ def train_head(records: list[dict], epochs: int = 20, batch_size: int = 32, lr: 
         head.train()
         total = 0.0
         for b in batches(records, batch_size, rng):
-            c4, c5 = _collate(b)
-            heat, size, off = head(c4, c5)
+            heat, size, off = head(*_collate(b))
             loss = focal_loss(heat, torch.from_numpy(np.stack([r["target"][0] for r in b]))[:, None])
             reg = [(i, *t) for i, r in enumerate(b) for t in r["target"][1]]
             if reg:
@@ -188,8 +209,8 @@ def head_outputs(head: CatHead, classifier: nn.Linear, records: list[dict]) -> l
 
     out = []
     for r in records:
-        c4, c5 = _collate([r])
-        heat, size, off = head(c4, c5)
+        c3, c4, c5 = _collate([r])
+        heat, size, off = head(c3, c4, c5)
         per_cell = F.conv2d(c5, classifier.weight[:, :, None, None], classifier.bias)
         out.append({Output.CAT_HEATMAP: torch.sigmoid(heat).numpy(), Output.BOX_SIZE: size.numpy(),
                     Output.BOX_OFFSET: off.numpy(), Output.IMAGENET_MAP: per_cell.numpy()})

@@ -34,7 +34,7 @@ from ..runtime.contract import DETECTOR_OUTPUTS, DetectionParams, ModelMeta, Out
 from ..runtime.detector import Candidate, box_features, log_softmax, look_features, suppress, to_look_at
 from ..runtime.imaging import Preprocess, preprocess_frame, preprocess_square
 from .backbones import freeze_same_padding, load_backbone
-from .detection import STRIDE, CatHead, Taps, WholeFrameDetectorNet, head_outputs, train_head
+from .detection import CatHead, backbone_taps, Taps, WholeFrameDetectorNet, head_outputs, train_head
 from .export import export_onnx
 from .metrics import PhotoOutcome, finds, match, summarize
 from . import scenes as scenes_module
@@ -82,7 +82,7 @@ class SecondLook:
 def _export_taps(path: Path) -> Path:
     net = freeze_same_padding(load_backbone(BACKBONE), 320)  # the same constant padding for every multiple of 32
     torch.onnx.export(Taps(net).eval(), (torch.zeros(1, 3, 320, 320),), str(path), input_names=["image"],
-                      output_names=["c4", "c5"], dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}},
+                      output_names=["c3", "c4", "c5"], dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}},
                       opset_version=17, dynamo=False)
     return path
 
@@ -95,7 +95,7 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
     if cache is not None:
         # the pools in order (scenes pick photos by position), the scene recipe and the feature code
         names = "|".join(str(it) for kind in ("cats", "dogs", "coco") for it in getattr(pools, kind))
-        code = inspect.getsource(scenes_module) + inspect.getsource(feature_records)
+        code = inspect.getsource(scenes_module) + inspect.getsource(feature_records) + inspect.getsource(backbone_taps)
         key = hashlib.sha1(f"{names}|{n_scenes}|{seed}|{SPEC.to_dict()}|{BACKBONE}|{code}".encode()).hexdigest()[:16]
         path = Path(cache) / f"features_{pools.split}_{n_scenes}_{key}.pkl"
         if path.is_file():
@@ -121,11 +121,11 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
             W, H = scene.image.size
             x = preprocess_frame(scene.image, SPEC)[None]  # exactly as the runtime resizes
             size = (x.shape[3], x.shape[2])
-            c4, c5 = session.run(None, {"image": x})
+            c3, c4, c5 = session.run(None, {"image": x})
             return dict(key=scene.key, kind=kind, in_size=size, scene_size=(W, H),
                         cats=[(c.box[0] / W, c.box[1] / H, c.box[2] / W, c.box[3] / H) for c in scene.cats],
                         breeds=[c.label for c in scene.cats], names=[c.name for c in scene.cats],
-                        c4=c4[0].astype(np.float16), c5=c5[0].astype(np.float16))
+                        c3=c3[0].astype(np.float16), c4=c4[0].astype(np.float16), c5=c5[0].astype(np.float16))
 
         plain = [(s, k) for k in ("cat", "dog", "coco") for s in plain_items(pools, k)]
         records = [record(s, k) for s, k in progress_bar(plain, desc=f"features of {pools.split} photos")]
@@ -181,15 +181,16 @@ def _require_both_classes(rows: list[tuple], k: int, what: str) -> None:
                 f"{int((~y).sum())} not, in one fold): train it longer or on more photos.")
 
 
-def _base_params(box_classifier: tuple[tuple[float, ...], float] | None = None) -> DetectionParams:
+def _base_params(box_classifier: tuple[tuple[float, ...], float] | None = None, stride: int = 16) -> DetectionParams:
     weights, bias = box_classifier if box_classifier else (None, 0.0)
-    return DetectionParams(stride=STRIDE, peak_threshold=PEAK_THRESHOLD, coef=(0.0,) * (5 if weights is None else 6),
+    return DetectionParams(stride=stride, peak_threshold=PEAK_THRESHOLD, coef=(0.0,) * (5 if weights is None else 6),
                            wild_share=WILD_SHARE, wild_min_mass=WILD_MIN_MASS, wild_min_peak=WILD_MIN_PEAK,
                            intercept=0.0, cat_threshold=0.5, box_threshold=0.5,
                            box_classifier=weights, box_classifier_intercept=bias)
 
 
-def fit_box_classifier(records: list[dict], outputs: list[dict]) -> tuple[tuple[tuple[float, ...], float], dict]:
+def fit_box_classifier(records: list[dict], outputs: list[dict], stride: int = 16
+                       ) -> tuple[tuple[tuple[float, ...], float], dict]:
     """A linear cat-or-not classifier on the 1,000 ImageNet log-probabilities of each candidate box
     of ``records`` (the head's training photos; the backbone it reads was never trained on them),
     labelled by whether the box finds a cat. Its L2 strength is chosen by 3-fold cross-validation
@@ -197,7 +198,7 @@ def fit_box_classifier(records: list[dict], outputs: list[dict]) -> tuple[tuple[
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import log_loss, roc_auc_score
 
-    rows = _labelled_candidates(records, outputs, _base_params())
+    rows = _labelled_candidates(records, outputs, _base_params(stride=stride))
     X = log_softmax(np.concatenate([logits for *_, logits in rows]))
     y = np.concatenate([labels for _, _, labels, _ in rows])
     folds = np.concatenate([np.full(len(labels), g % 3) for g, (_, _, labels, _) in enumerate(rows)])
@@ -261,8 +262,8 @@ def _looked_at(records: list[dict], rows: list[tuple], probs: list[np.ndarray], 
 
 def choose_params(records: list[dict], outputs: list[dict],
                   box_classifier: tuple[tuple[float, ...], float] | None = None, look: SecondLook | None = None,
-                  crop_outputs: Callable[[dict, np.ndarray], dict[str, np.ndarray]] | None = None
-                  ) -> tuple[DetectionParams, dict]:
+                  crop_outputs: Callable[[dict, np.ndarray], dict[str, np.ndarray]] | None = None,
+                  stride: int = 16) -> tuple[DetectionParams, dict]:
     """The box score and the thresholds, on held-out records (``outputs``: the graph's outputs on them).
 
     The score is a logistic regression on each candidate's features (its heat-map peak, its box's
@@ -273,7 +274,7 @@ def choose_params(records: list[dict], outputs: list[dict],
     Out-of-fold probabilities (5 folds by photo) choose the thresholds: the photo threshold with at
     most 0.5 % false-alarm photos among the cat-free ones, then the box threshold with the most cats
     found minus extra boxes."""
-    base = _base_params(box_classifier)
+    base = _base_params(box_classifier, stride)
     rows = _labelled_candidates(records, outputs, base)
     folds = np.arange(len(records)) % 5
     _require_both_classes(rows, 5, f"the {len(records)} held-out photos to fit the box score")
@@ -376,7 +377,7 @@ def crop_outputs_of(head: CatHead, pools: Pools, look: SecondLook) -> Callable[[
 def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epochs: int = 6,
                  threads: int = 2, seed: int = 0, refit_all: bool = False, max_photos: int = 0,
                  box_classifier: bool = False, cache: Path | None = None, dropout: float = 0.0,
-                 look: SecondLook | None = SecondLook()) -> dict:
+                 look: SecondLook | None = SecondLook(), stride: int = 16) -> dict:
     """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report.
 
     ``max_photos`` > 0 draws on only that many photos of each kind (cats, dogs, COCO): quick checks.
@@ -384,7 +385,7 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epoch
     log-probabilities too (:func:`fit_box_classifier`; measured worse on held-out cats, see the
     model card, so off by default). ``cache``: folder for the backbone features. ``dropout``: of the
     head's input features in training (:func:`.detection.train_head`). ``look``: the second look at
-    the likeliest boxes (None: none)."""
+    the likeliest boxes (None: none). ``stride``: of the head's heat map (8 or 16)."""
     torch.set_num_threads(threads)
     t0 = time.time()
     pools = Pools("fit", data)
@@ -394,18 +395,19 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epoch
             setattr(pools, kind, items[:: max(1, len(items) // max_photos)][:max_photos])
     records = feature_records(pools, n_scenes, threads, seed, cache)
     train, held = split_by_cat(records)
-    head = train_head(train, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout)
+    head = train_head(train, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout, stride=stride)
     classifier = load_backbone(BACKBONE).classifier
-    verifier, verifier_report = fit_box_classifier(train, head_outputs(head, classifier, train)) \
+    verifier, verifier_report = fit_box_classifier(train, head_outputs(head, classifier, train), stride) \
         if box_classifier else (None, None)
     crop_outputs = crop_outputs_of(head, pools, look) if look is not None else None
-    params, report = choose_params(held, head_outputs(head, classifier, held), verifier, look, crop_outputs)
+    params, report = choose_params(held, head_outputs(head, classifier, held), verifier, look, crop_outputs, stride)
     report["box_classifier"] = verifier_report
     print(f"chosen on {len(held)} held-out fit photos: {report['held_out_out_of_fold']}", flush=True)
     if refit_all:
-        head = train_head(train + held, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout)
+        head = train_head(train + held, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout, stride=stride)
     report.update({"fit_photos": len(train) + (len(held) if refit_all else 0), "refit_all": refit_all,
                    "scenes": n_scenes, "epochs": epochs, "seed": seed, "dropout": dropout, "max_pixels": MAX_PIXELS,
+                   "stride": stride,
                    "second_look": None if look is None else asdict(look),
                    "seconds": round(time.time() - t0)})
     export_detector(head, params, out, {"fit": report})
