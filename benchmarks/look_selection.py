@@ -210,50 +210,16 @@ def redraw(boxes: np.ndarray, crop_out: dict[str, np.ndarray], look: SecondLook,
     return out
 
 
-def refine(probe: Probe) -> None:
-    """Redraw each looked-at box from its crop's own heat map and box size (the crop shows the cat
-    several times larger than the first pass), in four ways; labels, the second score and the
-    thresholds are refitted out of fold on the redrawn boxes, as the fit would."""
-    peak, (floor, count, first) = 0.05, (0.1, 3, 0.1)
-    rows, idx = probe.rows(peak)
-    p1 = _out_of_fold(rows, probe.folds)
-    outs: list[dict] = []
-    looked = probe.select(rows, idx, p1, floor, count, first,
-                          extra=lambda out: (outs.append(out) or np.zeros((len(out[Output.CAT_HEATMAP]), 0))))
-    probe.report("first-pass boxes (shipped)", looked)
-    redrawn, it = [], iter(outs)
-    for ph, (boxes, f, y) in zip(probe.photos, looked):
-        redrawn.append((boxes, redraw(boxes, next(it), probe.look, probe.base.stride, peak, ph["scene_size"]))
-                       if len(boxes) else (boxes, boxes))
-    area = lambda b: (b[2] - b[0]) * (b[3] - b[1])  # noqa: E731
-    variants = {
-        "redrawn boxes": lambda o, q, W, H: q,
-        "redrawn when smaller": lambda o, q, W, H: q if area(q) < area(o) else o,
-        "mean of the two": lambda o, q, W, H: (o + q) / 2,
-        "redrawn when the first box < 0.3 of the short side":
-            lambda o, q, W, H: q if max(o[2] - o[0], o[3] - o[1]) < 0.3 * min(W, H) else o,
-    }
-    for name, pick in variants.items():
-        rows2 = []
-        for ph, (boxes, f, y), (old, new) in zip(probe.photos, looked, redrawn):
-            W, H = ph["scene_size"]
-            bb = np.array([pick(o, q, W, H) for o, q in zip(old, new)]).reshape(-1, 4)
-            rows2.append((bb, f, np.array([any(finds(tuple(b), t) for t in ph["true"]) for b in bb], bool)))
-        probe.report(name, rows2)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model", nargs="?", default="runs/probe_v06/detector.onnx")
-    ap.add_argument("--experiment", choices=("selection", "crop-classifier", "refine"), default="selection")
+    ap.add_argument("--experiment", choices=("selection", "crop-classifier"), default="selection")
     ap.add_argument("--train-photos", type=int, default=2000)
     a = ap.parse_args()
     model = OrtModel(a.model, threads=2)
     probe = Probe(model, "held")
     if a.experiment == "selection":
         selection(probe)
-    elif a.experiment == "refine":
-        refine(probe)
     else:
         crop_classifier(probe, model, a.train_photos)
     print(f"\n{probe.looks} crops looked at, {1000 * probe.look_seconds / max(1, probe.looks):.1f} ms each (batched per photo)")
