@@ -89,7 +89,8 @@ class CatHead(nn.Module):
     def forward(self, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.training and self.dropout:
-            c3, c4, c5 = (F.dropout(c, self.dropout) for c in (c3, c4, c5))
+            c4, c5 = F.dropout(c4, self.dropout), F.dropout(c5, self.dropout)
+            c3 = F.dropout(c3, self.dropout) if self.stride == 8 else c3
         p = self.l4(c4) + F.interpolate(self.l5(c5), scale_factor=2.0, mode="nearest")
         p = self.fuse(F.relu(p))
         if self.stride == 8:
