@@ -9,13 +9,14 @@ every cat is held out, so mostly one-cat scenes (a scene of two cats holds two h
 in 25). The report scenes hold 1-3 cats (45 / 35 / 20 %). Here the same scene recipe (``make_scene``,
 fit pools, seed 7) draws its cats from the held-out fifth's cats only: scenes of the report's make-up
 whose cats the head never saw, on fit-side backgrounds. Each box score and the thresholds are fitted
-on the held-out fifth as ``fit_detector.choose_params`` does (second look at 192 px on the three
+on the held-out fifth as ``fit_detector.choose_params`` does (on these same cats, as plain photos and
+in mostly one-cat scenes: the check is independent of the head, not of that choice) (second look at 192 px on the three
 likeliest boxes whose first score reaches 0.1) and applied unchanged to these scenes.
 Nothing of the report side is read.
 
 Also printed: why check-scene cats get no candidate box at all (heat-map peak >= 0.05 whose box
-finds them), and with ``--choose-on-half``, what choosing the scores and thresholds on the held-out
-fifth plus half of the check scenes (``--scenes`` of them; the other half measures) would give;
+finds them), and with ``--choose-on-half``, what choosing the second score and the thresholds on the
+held-out fifth plus half of the check scenes (``--scenes`` of them; the other half measures) would give;
 with ``--variants``, ways of choosing the candidates and boxes that cost no more looks (``VARIANTS``),
 each chosen on the held-out fifth as the fit would and measured on the check scenes.
 """
@@ -164,8 +165,9 @@ def main() -> None:
 
 
 def choose_on_half(probe: CheckProbe, looked: list[tuple], n_held: int) -> None:
-    """Scores and thresholds chosen on the held-out fifth alone, or on it plus the first half of the
-    check scenes, each measured on the second half."""
+    """The second score and the thresholds chosen on the held-out fifth alone, or on it plus the first
+    half of the check scenes, each measured on the second half (the first score, and so which boxes
+    are looked at, stay as fitted on the held-out fifth)."""
     half = n_held + (len(probe.photos) - n_held) // 2
     measure = slice(half, None)
     for name, ids in (("the held-out fifth", slice(0, n_held)), ("the held-out fifth + half the check scenes", slice(0, half))):

@@ -61,8 +61,8 @@ def test_fit_detector_with_a_stride_8_head(data_dir, cat_photo, tmp_path):
     models.mkdir()
     shutil.copy(ModelFiles.resolve(None).breeds, models / "breeds.onnx")
     report = fit_detector(data_dir, models / "detector.onnx", n_scenes=40, epochs=4, threads=2,
-                          refit_all=False, max_photos=30, stride=8)
-    assert report["stride"] == 8
+                          refit_all=False, max_photos=30, stride=8, box_classifier=True)
+    assert report["stride"] == 8 and report["box_classifier"]["candidates"] > 0
     scanner = Scanner(models, threads=1)
     det = scanner.detector
     assert det.params.stride == 8 and det.model.meta.details["head"]["stride"] == 8

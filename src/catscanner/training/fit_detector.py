@@ -34,7 +34,7 @@ from ..runtime.contract import DETECTOR_OUTPUTS, DetectionParams, ModelMeta, Out
 from ..runtime.detector import Candidate, box_features, log_softmax, look_features, suppress, to_look_at
 from ..runtime.imaging import Preprocess, preprocess_frame, preprocess_square
 from .backbones import freeze_same_padding, load_backbone
-from .detection import CatHead, backbone_taps, Taps, WholeFrameDetectorNet, head_outputs, train_head
+from .detection import FINE_TAP_BLOCK, TAP_BLOCK, CatHead, backbone_taps, Taps, WholeFrameDetectorNet, head_outputs, train_head
 from .export import export_onnx
 from .metrics import PhotoOutcome, finds, match, summarize
 from . import scenes as scenes_module
@@ -96,7 +96,8 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
         # the pools in order (scenes pick photos by position), the scene recipe and the feature code
         names = "|".join(str(it) for kind in ("cats", "dogs", "coco") for it in getattr(pools, kind))
         code = inspect.getsource(scenes_module) + inspect.getsource(feature_records) + inspect.getsource(backbone_taps)
-        key = hashlib.sha1(f"{names}|{n_scenes}|{seed}|{SPEC.to_dict()}|{BACKBONE}|{code}".encode()).hexdigest()[:16]
+        taps = f"{FINE_TAP_BLOCK}|{TAP_BLOCK}"
+        key = hashlib.sha1(f"{names}|{n_scenes}|{seed}|{SPEC.to_dict()}|{BACKBONE}|{taps}|{code}".encode()).hexdigest()[:16]
         path = Path(cache) / f"features_{pools.split}_{n_scenes}_{key}.pkl"
         if path.is_file():
             print(f"features read from {path}", flush=True)
