@@ -23,25 +23,21 @@ each chosen on the held-out fifth as the fit would and measured on the check sce
 from __future__ import annotations
 
 import argparse
-import hashlib
 from collections import Counter
 
 import numpy as np
 
 from catscanner.progress import progress_bar
 from catscanner.runtime.engine import OrtModel
-from catscanner.training.fit_detector import _fit_score, _out_of_fold, pick_thresholds, threshold_table
+from catscanner.runtime.detector import _logistic
+from catscanner.training.fit_detector import (_fit_score, _out_of_fold, held_out_cat, pick_thresholds,
+                                              threshold_table)
 from catscanner.training.metrics import finds
 from catscanner.training.scenes import Pools, make_scene
 from catscanner.runtime.contract import Output
 from look_selection import Probe, redraw
 
 SEED = 7  # the fit's scenes use seed 0 (or the fit's --seed); these are other scenes
-
-
-def held_out_cat(name: str) -> bool:
-    """The fit's rule (``fit_detector.split_by_cat``): a cat photo is held out when its name hashes to 0 mod 5."""
-    return int(hashlib.sha1(name.encode()).hexdigest(), 16) % 5 == 0
 
 
 class CheckProbe(Probe):
@@ -76,7 +72,8 @@ def why_missed(ph: dict, rows: tuple) -> list[str]:
 
 
 def _apply(rows, coef, intercept) -> list[np.ndarray]:
-    return [1 / (1 + np.exp(-(f @ np.asarray(coef) + intercept))) if len(f) else np.zeros(0) for _, f, _ in rows]
+    """A fitted score (coef, intercept) on each photo's rows of features."""
+    return [_logistic(f, coef, intercept) if len(f) else np.zeros(0) for _, f, _ in rows]
 
 
 def measure(probe: CheckProbe, n_held: int, peak: float = 0.05, redrawn=None) -> dict:

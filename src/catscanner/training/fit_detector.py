@@ -341,18 +341,20 @@ def pick_thresholds(table: list[tuple[float, float, dict]]) -> tuple[float, floa
     return thr, thr2, summary, summary["false_alarm_photos"] <= FALSE_ALARM_BUDGET
 
 
+def held_out_cat(name: str, held_share: int = 5) -> bool:
+    """Whether :func:`split_by_cat` holds out the cat photo ``name``: its name hashes to 0 mod ``held_share``."""
+    return int(hashlib.sha1(name.encode()).hexdigest(), 16) % held_share == 0
+
+
 def split_by_cat(records: list[dict], held_share: int = 5) -> tuple[list[dict], list[dict]]:
     """(train, held-out) with no cat photo on both sides: the cats whose name hashes to 0 mod
     ``held_share`` are held out with every record that shows them; records that mix held-out and
     training cats are dropped; cat-free records go to the held-out side one in ``held_share``.
 
     Choosing thresholds on cats the head was trained on overstates what it does on new cats."""
-    def held(name: str) -> bool:
-        return int(hashlib.sha1(name.encode()).hexdigest(), 16) % held_share == 0
-
     train, held_out = [], []
     for i, r in enumerate(records):
-        flags = {held(n) for n in r["names"]}
+        flags = {held_out_cat(n, held_share) for n in r["names"]}
         if not flags:
             (held_out if i % held_share == 0 else train).append(r)
         elif flags == {True}:
