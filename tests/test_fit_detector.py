@@ -15,7 +15,8 @@ try:
 except ImportError:  # pragma: no cover - the README's test command installs it
     pytest.fail("test_fit_detector.py needs PyTorch: pip install torch==2.13.0 -e '.[train,test]'", pytrace=False)
 
-from catscanner.runtime.contract import ModelFiles
+from catscanner.runtime.contract import ModelFiles, Output
+from catscanner.runtime.imaging import load_image, preprocess_frame
 from catscanner.runtime.scanner import Scanner
 from catscanner.training.fit_detector import fit_detector
 
@@ -26,7 +27,7 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
     shutil.copy(ModelFiles.resolve(None).breeds, models / "breeds.onnx")
     report = fit_detector(data_dir, models / "detector.onnx", n_scenes=40, epochs=4, threads=2,
                           refit_all=True, max_photos=30, cache=tmp_path / "cache",
-                          box_classifier=True, dropout=0.1)
+                          box_classifier=True, dropout=0.1, first_head=tmp_path / "first" / "detector.onnx")
     assert report["refit_all"] is True and report["fit_photos"] > 30
     assert len(list((tmp_path / "cache").glob("features_fit_40_*.pkl"))) == 1  # features kept for later runs
     assert report["box_classifier"]["candidates"] > report["box_classifier"]["finding_a_cat"] > 0
@@ -50,13 +51,21 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
     assert result.error is None and 0.0 <= result.cat_probability <= 1.0
     json.dumps(result.to_dict())
 
+    # the head the thresholds were chosen with, before the refit: fewer photos, same parameters, other weights
+    shutil.copy(models / "breeds.onnx", tmp_path / "first" / "breeds.onnx")
+    first = Scanner(tmp_path / "first", threads=1)
+    fit_first = first.detector.model.meta.details["fit"]
+    assert fit_first["refit_all"] is False and fit_first["held_out_photos"] == report["held_out_photos"]
+    assert 0 < fit_first["fit_photos"] < report["fit_photos"] and fit_first["scenes"] == 40
+    assert first.detector.params == d
+    x = preprocess_frame(load_image(cat_photo), first.detector.preprocess)[None]
+    heat_first, heat_refit = (s.detector.model.run(x)[Output.CAT_HEATMAP] for s in (first, scanner))
+    assert heat_first.shape == heat_refit.shape and not np.allclose(heat_first, heat_refit)
+
 
 def test_fit_detector_with_a_stride_8_head(data_dir, cat_photo, tmp_path):
     """``--stride 8``: the head also reads the backbone's stride-8 features; the exported heat map,
     the stored parameters and the scanner's boxes follow that stride."""
-    from catscanner.runtime.contract import Output
-    from catscanner.runtime.imaging import load_image, preprocess_frame
-
     models = tmp_path / "models"
     models.mkdir()
     shutil.copy(ModelFiles.resolve(None).breeds, models / "breeds.onnx")

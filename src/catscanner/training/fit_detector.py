@@ -380,7 +380,8 @@ def crop_outputs_of(head: CatHead, pools: Pools, look: SecondLook) -> Callable[[
 def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epochs: int = 6,
                  threads: int = 2, seed: int = 0, refit_all: bool = False, max_photos: int = 0,
                  box_classifier: bool = False, cache: Path | None = None, dropout: float = 0.0,
-                 look: SecondLook | None = SecondLook(), stride: int = 16) -> dict:
+                 look: SecondLook | None = SecondLook(), stride: int = 16,
+                 first_head: Path | None = None) -> dict:
     """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report.
 
     ``max_photos`` > 0 draws on only that many photos of each kind (cats, dogs, COCO): quick checks.
@@ -406,13 +407,17 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 4000, epoch
     params, report = choose_params(held, head_outputs(head, classifier, held), verifier, look, crop_outputs, stride)
     report["box_classifier"] = verifier_report
     print(f"chosen on {len(held)} held-out fit photos: {report['held_out_out_of_fold']}", flush=True)
+    settings = {"scenes": n_scenes, "epochs": epochs, "seed": seed, "dropout": dropout, "max_pixels": MAX_PIXELS,
+                "stride": stride, "second_look": None if look is None else asdict(look)}
+    if refit_all and first_head is not None:
+        export_detector(head, params, first_head,
+                        {"fit": {**report, **settings, "fit_photos": len(train), "refit_all": False,
+                                 "seconds": round(time.time() - t0)}})
+        print(f"wrote the four-fifths head to {first_head}", flush=True)
     if refit_all:
         head = train_head(train + held, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout, stride=stride)
     report.update({"fit_photos": len(train) + (len(held) if refit_all else 0), "refit_all": refit_all,
-                   "scenes": n_scenes, "epochs": epochs, "seed": seed, "dropout": dropout, "max_pixels": MAX_PIXELS,
-                   "stride": stride,
-                   "second_look": None if look is None else asdict(look),
-                   "seconds": round(time.time() - t0)})
+                   **settings, "seconds": round(time.time() - t0)})
     export_detector(head, params, out, {"fit": report})
     return report
 
