@@ -22,23 +22,25 @@ from catscanner.runtime.breeds import softmax
 from catscanner.runtime.contract import Output
 from catscanner.runtime.detector import crop_peaks
 from catscanner.runtime.imagenet import CAT_CLASSES, WILD_CAT_CLASSES
+from catscanner.runtime.imaging import preprocess_frame
 from catscanner.runtime.scanner import Scanner
 from catscanner.training.data import data_root, read_split
 from catscanner.training.scenes import Pools, make_scene
 
 
-def crop_wild(scanner: Scanner, photos: list, desc: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def crop_wild(scanner: Scanner, photos: list, desc: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For each photo (a path or an image): the highest wild-cat share among the crops the second look
     examines, the highest wild-cat mass (share of all ImageNet mass) among its crops whose share
-    reaches the detector's ``wild_share``, and the highest heat-map peak of its crops (the head's
-    evidence of a cat's centre)."""
+    reaches the detector's ``wild_share``, the highest heat-map peak of its crops (the head's
+    evidence of a cat's centre) and the highest of the first pass's heat map (the whole photo's)."""
     det = scanner.detector
     if not det.params.second_look:
         raise SystemExit("this detector takes no second look: nothing to measure")
-    shares, masses, peaks = [], [], []
+    shares, masses, peaks, firsts = [], [], [], []
     for photo in progress_bar(photos, desc=desc):
         img = scanner.load(photo) if not isinstance(photo, Image.Image) else photo.convert("RGB")
         _, crops = det.examine(img)
+        firsts.append(float(det.model.run(preprocess_frame(img, det.preprocess)[None])[Output.CAT_HEATMAP].max()))
         if crops is None:
             shares.append(0.0)
             masses.append(0.0)
@@ -50,7 +52,7 @@ def crop_wild(scanner: Scanner, photos: list, desc: str) -> tuple[np.ndarray, np
         shares.append(float(share.max()))
         masses.append(float(np.where(share >= det.params.wild_share, wild, 0.0).max()))
         peaks.append(float(crop_peaks(crops).max()))
-    return np.array(shares), np.array(masses), np.array(peaks)
+    return np.array(shares), np.array(masses), np.array(peaks), np.array(firsts)
 
 
 def main() -> None:
@@ -67,18 +69,21 @@ def main() -> None:
     if a.cat_free:
         pools = Pools("fit", a.data)
         scenes = [s.image for s in (make_scene(pools, i) for i in range(a.cat_free)) if not s.has_cat]
-        _, masses, _ = crop_wild(scanner, pools.dogs + pools.coco + scenes, "fit-side cat-free photos")
+        _, masses, _, _ = crop_wild(scanner, pools.dogs + pools.coco + scenes, "fit-side cat-free photos")
         print(f"{len(masses)} cat-free photos; crops with wild share >= {scanner.detector.params.wild_share}: "
               f"{int(np.sum(masses > 0))}; their wild mass, highest first: {np.round(np.sort(masses[masses > 0])[::-1][:10], 3)}")
         return
     cats = read_split(data_root(a.data) / "oxford-iiit-pet", a.split)
-    shares, _, peaks = crop_wild(scanner, [c.path for c in cats], "house cats")
+    shares, _, peaks, firsts = crop_wild(scanner, [c.path for c in cats], "house cats")
     for t in (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98):
         print(f"wild share >= {t}: {np.mean(shares >= t):.4f} of {len(shares)} {a.split} house cats "
               f"({int(np.sum(shares >= t))})")
     looked = peaks[peaks > 0]
     print(f"highest crop heat-map peak of the {len(looked)} {a.split} house cats with a crop looked at: "
           + ", ".join(f"{q} % below {np.percentile(looked, q):.3f}" for q in (1, 2, 5, 10, 25, 50)))
+    print(f"first pass's heat-map peak of the {len(firsts)} {a.split} house cats (the whole-photo wild rule's bar): "
+          + ", ".join(f"{q} % below {np.percentile(firsts, q):.3f}" for q in (1, 2, 5, 10, 25, 50))
+          + f"; under wild_min_peak {scanner.detector.params.wild_min_peak}: {int(np.sum(firsts < scanner.detector.params.wild_min_peak))}")
 
 
 if __name__ == "__main__":

@@ -55,12 +55,6 @@ def street(data_dir):
     return _coco(data_dir)[0][1]  # a cat-free COCO photo (odd index: the half never used in fitting)
 
 
-GAP = pytest.mark.xfail(strict=True, reason=(
-    "issue 8 is open: the shipped detector (v0.5) finds 81 % of the report scene cats; in this photo the "
-    "Sphynx's box (ImageNet calls Sphynx cats Mexican hairless) scores 0.73, under the 0.75 box threshold "
-    "its fit chose (v0.4 found both at 0.55). strict: the test fails once it passes"))
-
-
 def test_finds_cats_of_every_breed(scanner, test_cats):
     sample = [c for label in range(12) for c in test_cats[label][:5]]  # 60 photos, 5 per breed
     results = list(scanner.scan_many([c.path for c in sample]))
@@ -79,8 +73,9 @@ def test_finds_cats_of_every_breed(scanner, test_cats):
 
 def test_several_cats_in_one_photo_get_a_box_and_a_breed_mix_each(scanner, data_dir):
     """The first 12 report scenes with two or three cats (Oxford test cats pasted into report-half COCO
-    photos; never fitted on). Measured with v0.5: 22 of their 31 cats found, 8 photos with two or more
-    found, every found cat's top breed right (the shipped breed model learned from these cats)."""
+    photos; never fitted on). Measured with v0.6: 27 of their 31 cats found, 11 photos with two or more
+    found, every found cat's top breed right (the shipped breed model learned from these cats); v0.5 22
+    and 8."""
     from catscanner.training.scenes import Pools, make_scene
 
     pools = Pools("report", data_dir)
@@ -98,12 +93,14 @@ def test_several_cats_in_one_photo_get_a_box_and_a_breed_mix_each(scanner, data_
         found += sum(bool(m) for m in mine)
         right += sum(bool(m) and m[0].breeds[0].breed == BREEDS[t.label] for m, t in zip(mine, scene.cats))
         several += sum(bool(m) for m in mine) >= 2
-    assert cats == 31 and found >= 18 and several >= 6, (found, several)
+    assert cats == 31 and found >= 24 and several >= 9, (found, several)
     assert right >= 0.85 * found
 
 
-@GAP
 def test_two_cats_in_one_photo_get_a_box_and_a_breed_mix_each(scanner, test_cats, street):
+    """A Persian and a Sphynx pasted side by side into a street photo. v0.5 (a strict xfail then) found
+    only the Persian: the Sphynx's box (ImageNet calls Sphynx cats Mexican hairless) scored 0.73,
+    under its 0.75 box threshold; v0.6 finds both."""
     persian, sphynx = test_cats[BREEDS.index("Persian")][3].path, test_cats[BREEDS.index("Sphynx")][3].path
     boxes = [(60, 300, 560, 675), (900, 250, 1380, 610)]
     r = scanner.scan(_paste(street, (1600, 900), [(persian, boxes[0]), (sphynx, boxes[1])]))
@@ -136,8 +133,9 @@ def test_quiet_on_dogs_and_street_scenes(scanner, oxford_dir, data_dir):
     no_cat, _ = _coco(data_dir)
     results = list(scanner.scan_many(dogs + no_cat[1::2]))  # + the 62 cat-free COCO photos never fitted on
     false_alarms = [r.path for r in results if r.is_cat]
-    # measured on all 187 unseen test dogs and cat-free COCO photos: 4 false alarms (2.1 %; 3 of these 104,
-    # a chihuahua beside a toy giraffe among them); the goal is <= 1 %
+    # measured on all 187 unseen test dogs and cat-free COCO photos: 4 false alarms (2.1 %; 3 of these 104:
+    # a Japanese chin and two street photos); the goal is <= 1 %. A giraffe photo among them (ImageNet:
+    # leopard) once came out as "wild cat: leopard" from the whole photo's classes
     assert len(false_alarms) <= 3, false_alarms
     assert all(not r.cats and not r.breeds and "No cat detected" in r.breeds_note for r in results if not r.is_cat)
 
@@ -167,15 +165,18 @@ class _Leopard:
     whole photo, for every cell and for every crop the detector looks at again: what a leopard
     photo gives."""
 
-    def __init__(self, model, push: float = 30.0):
+    def __init__(self, model, push: float = 30.0, heat_peak: float | None = None):
         self.model, self.meta, self.path, self.preprocess = model, model.meta, model.path, model.preprocess
-        self.push = push
+        self.push, self.heat_peak = push, heat_peak
 
     def run(self, batch):
         out = dict(self.model.run(batch))
         for key in (Output.IMAGENET_LOGITS, Output.IMAGENET_MAP):
             out[key] = out[key].copy()
             out[key][:, 288] += self.push
+        if self.heat_peak is not None:  # the head sees no cat's centre: each heat map peaks at heat_peak
+            heat = out[Output.CAT_HEATMAP]
+            out[Output.CAT_HEATMAP] = heat * (self.heat_peak / heat.max(axis=(1, 2, 3), keepdims=True))
         return out
 
 
@@ -201,6 +202,20 @@ def test_a_looked_at_box_is_wild_only_where_the_head_sees_a_cat(scanner, test_ca
         assert any(c.wild_cat == "leopard" for c in candidates(out, 0, det.params, scale, look)), photo
         found = candidates(out, 0, det.params, scale, faint)
         assert found and all(c.wild_cat is None for c in found), (photo, found)
+
+
+def test_a_photo_is_wild_only_where_the_head_sees_a_cat(scanner, test_cats):
+    """A report-side COCO giraffe photo (ImageNet: leopard with most of its mass; the head's heat map
+    peaks at 0.15 there) was named a leopard by the whole-photo rule. Bengal photos with ImageNet
+    pushed to "leopard" and every heat map (first pass and crops) held under ``wild_min_peak``: no
+    house cat and no wild cat."""
+    det: CatDetector = scanner.detector
+    faint = CatDetector(_Leopard(det.model, heat_peak=0.5 * det.params.wild_min_peak))
+    for photo in [c.path for c in test_cats[BREEDS.index("Bengal")][:3]]:
+        img = load_image(photo)
+        x = preprocess_frame(img, det.preprocess)[None]
+        (r,) = faint(x, [img.size], [img])
+        assert not r.cats and r.wild_cat is None, (photo, r.cats, r.wild_cat)
 
 
 @pytest.mark.parametrize("push", [16.0, 30.0])

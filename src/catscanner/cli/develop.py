@@ -142,8 +142,8 @@ def cross_validate_command():
 def fit_detector(
     data: Annotated[Optional[Path], typer.Option(help="Folder holding oxford-iiit-pet/ and coco128/ (default $CATSCAN_DATA or ../shared/data).")] = None,
     out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("src/catscanner/models/detector.onnx"),
-    scenes: Annotated[int, typer.Option(help="Composite scenes to train on (besides the plain photos).", min=0)] = 4000,
-    epochs: Annotated[int, typer.Option(help="Training epochs of the detector head.", min=1)] = 6,
+    scenes: Annotated[int, typer.Option(help="Composite scenes to train on (besides the plain photos).", min=0)] = 8000,
+    epochs: Annotated[int, typer.Option(help="Training epochs of the detector head.", min=1)] = 10,
     threads: Annotated[int, typer.Option(help="CPU threads.", min=1, max=256)] = 2,
     seed: Annotated[int, typer.Option(help="Random seed (scenes and training).")] = 0,
     refit_all: Annotated[bool, typer.Option(help="After choosing the score and thresholds on held-out cats, train the head again on all fit photos.")] = True,
@@ -156,7 +156,8 @@ def fit_detector(
     stride: Annotated[int, typer.Option(help="Input pixels per heat-map cell: 16, or 8 (also reads the backbone's stride-8 features: for small cats).")] = 16,
     first_head: Annotated[Optional[Path], typer.Option(help="With --refit-all, also write the head trained on four fifths (the one the thresholds were chosen with) to this ONNX file, for benchmarks/check_scenes.py.")] = None,
 ) -> None:
-    """Train the whole-frame cat detector's head on the fit data (Oxford trainval, half of COCO) and export it."""
+    """Train the whole-frame cat detector's head on the fit data (Oxford trainval, half of COCO) and export it.
+    The defaults are the shipped detector's recipe (see its model card)."""
     need_torch()
     from ..training.fit_detector import SecondLook, fit_detector as fit
 

@@ -293,7 +293,10 @@ class CatDetector:
             # box must reach the photo threshold
             wild = [c for c in found if c.wild_cat is not None
                     and (self.params.second_look or c.probability >= self.params.cat_threshold)]
-            photo_wild = wild_cat(logits[i], self.params.wild_share, self.params.wild_min_mass)
+            # the whole photo's ImageNet classes name a wild cat only where the head sees a cat's centre
+            # somewhere (the same bar as a crop's): ImageNet calls giraffes leopard with most of its mass
+            photo_wild = wild_cat(logits[i], self.params.wild_share, self.params.wild_min_mass) \
+                if out[Output.CAT_HEATMAP][i].max() >= self.params.wild_min_peak else None
             # no box looked at: the share of such photos that hold a cat all the same
             nothing = self.params.look_none_probability if self.params.second_look and not found else 0.0
             best = max((c.probability for c in house), default=nothing)
