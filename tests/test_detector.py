@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -216,6 +217,25 @@ def test_a_photo_is_wild_only_where_the_head_sees_a_cat(scanner, test_cats):
         x = preprocess_frame(img, det.preprocess)[None]
         (r,) = faint(x, [img.size], [img])
         assert not r.cats and r.wild_cat is None, (photo, r.cats, r.wild_cat)
+
+
+def test_the_drawn_verdict_band_leaves_every_cat_in_view(scanner, data_dir):
+    """Report scene 7 (2:1, never fitted on): a cat near the bottom-left corner, where ``--annotate``
+    drew its verdict band over it; the band now goes to the corner that hides least of the boxes."""
+    from catscanner.runtime.annotate import annotate
+    from catscanner.training.scenes import Pools, make_scene
+
+    scene = make_scene(Pools("report", data_dir), 7)
+    r = scanner.scan(scene.image)
+    assert len(r.cats) == 2, r.cats
+    before = np.asarray(scene.image.convert("RGB"), dtype=np.int16)
+    after = np.asarray(annotate(scene.image, r), dtype=np.int16)
+    changed = np.abs(after - before).max(axis=2) > 0
+    m = 12  # inside the outline (7 px wide on this photo); the lower half (a box at the top edge has its label inside)
+    for c in r.cats:
+        inside = changed[(c.box.top + c.box.bottom) // 2:c.box.bottom - m, c.box.left + m:c.box.right - m]
+        assert inside.mean() < 0.02, (c.box, inside.mean())
+    assert changed.mean() > 0.02  # the boxes, labels and band were drawn
 
 
 @pytest.mark.parametrize("push", [16.0, 30.0])

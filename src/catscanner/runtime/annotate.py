@@ -32,6 +32,7 @@ def annotate(img: Image.Image, result: ScanResult) -> Image.Image:
     scale = max(out.size) / 500
     font = _font(max(12, round(16 * scale)))
     line_h = font.getbbox("Ag")[3] + round(4 * scale)
+    boxes, labels = [], []
     for i, cat in enumerate(result.cats):
         colour = BOX_COLOURS[i % len(BOX_COLOURS)]
         b = cat.box
@@ -39,9 +40,11 @@ def annotate(img: Image.Image, result: ScanResult) -> Image.Image:
         draw.rectangle(rect, outline=colour, width=max(2, round(3 * scale)))
         label = f"{i + 1}" + (f" {cat.breeds[0].breed}" if cat.breeds else "")
         w = draw.textlength(label, font=font) + round(8 * scale)
-        y = max(0, rect[1] - line_h)
-        draw.rectangle((rect[0], y, rect[0] + w, y + line_h), fill=colour)
-        draw.text((rect[0] + round(4 * scale), y + round(2 * scale)), label, fill=BAND_COLOUR, font=font)
+        x, y = max(0, min(rect[0], out.width - w)), max(0, rect[1] - line_h)  # inside the photo
+        draw.rectangle((x, y, x + w, y + line_h), fill=colour)
+        boxes.append(rect)
+        labels.append((x, y, x + w, y + line_h))
+        draw.text((x + round(4 * scale), y + round(2 * scale)), label, fill=BAND_COLOUR, font=font)
 
     if result.is_cat:
         verdict = f"{len(result.cats)} cat{'s' if len(result.cats) != 1 else ''} ({result.cat_probability:.0%})"
@@ -54,9 +57,28 @@ def annotate(img: Image.Image, result: ScanResult) -> Image.Image:
         mix = ", ".join(f"{s.breed} {s.percent:.0f} %" for s in cat.breeds) or "breed unknown"
         lines.append((f"{i + 1}: {mix}", BOX_COLOURS[i % len(BOX_COLOURS)]))
     band_w = max(draw.textlength(t, font=font) for t, _ in lines) + round(12 * scale)
-    top = out.height - line_h * len(lines) - round(8 * scale)  # at the bottom, clear of the boxes' labels
-    draw.rectangle((0, top, band_w, out.height), fill=BAND_COLOUR)
+    band_h = line_h * len(lines) + round(8 * scale)
+    left, top = _band_corner(out.size, (band_w, band_h), boxes, labels)
+    draw.rectangle((left, top, left + band_w, top + band_h), fill=BAND_COLOUR)
     for i, (text, colour) in enumerate(lines):
-        draw.text((round(6 * scale), top + round(4 * scale) + i * line_h), text,
+        draw.text((left + round(6 * scale), top + round(4 * scale) + i * line_h), text,
                   fill=colour if i == 0 else TEXT_COLOUR, font=font)
     return out
+
+
+Rect = tuple[float, float, float, float]
+
+
+def _band_corner(size: tuple[int, int], band: tuple[float, float], boxes: list[Rect], labels: list[Rect]) -> tuple[float, float]:
+    """Top-left of the verdict band: the corner where it hides least of the cats' boxes, a label
+    counting ten times its area (bottom-left on a tie)."""
+    (W, H), (w, h) = size, band
+    corners = [(0, H - h), (W - w, H - h), (0, 0), (W - w, 0)]
+
+    def overlap(x: float, y: float, rect: Rect) -> float:
+        l, t, r, b = rect
+        return max(0.0, min(x + w, r) - max(x, l)) * max(0.0, min(y + h, b) - max(y, t))
+
+    def hidden(corner: tuple[float, float]) -> float:
+        return sum(overlap(*corner, r) for r in boxes) + 10 * sum(overlap(*corner, r) for r in labels)
+    return min(corners, key=hidden)  # min keeps the first of equals
