@@ -1,8 +1,10 @@
 """Report-like scenes on the fit side: does a head's held-out fifth predict the report scenes?
 
-    catscan fit-detector --epochs 10 --threads 2 --no-refit-all --look-size 0 \\
-        --cache runs/detector_cache --out runs/probe_v07/detector.onnx      # a head on four fifths
+    catscan fit-detector --scenes 4000 --no-refit-all --look-size 0 \\
+        --cache runs/detector_cache --out runs/probe_v07/detector.onnx      # a head on four fifths (v0.5's recipe)
     python benchmarks/check_scenes.py runs/probe_v07/detector.onnx --scenes 800
+
+(or any full fit's four-fifths head: ``catscan fit-detector ... --first-head FILE``)
 
 The fit chooses its scores and thresholds on its held-out fifth: plain photos and the scenes whose
 every cat is held out, so mostly one-cat scenes (a scene of two cats holds two held-out cats one time

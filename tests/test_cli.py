@@ -374,3 +374,31 @@ def test_absurd_thread_count_is_a_usage_error(cat_photo: Path):
     message = ANSI.sub("", result.stderr)
     assert "Invalid value for '--threads'" in message and "256" in message, message
     assert result.stdout == ""
+
+
+def test_the_verdict_band_takes_the_corner_that_hides_least():
+    """``--annotate``'s band: bottom-left unless that hides more of a box or label than another corner;
+    a small cat hidden whole counts more than a large one grazed; a band larger than the photo stays
+    inside it from the top-left."""
+    from catscanner.runtime.annotate import _band_corner
+
+    photo, band = (1000, 500), (300, 100)
+    assert _band_corner(photo, band, [], []) == (0, 400)
+    assert _band_corner(photo, band, [(50, 380, 250, 480)], []) == (700, 400)  # a cat at the bottom-left
+    # a large cat on the left half (grazed by either left corner), a small one at the bottom-right (hidden
+    # whole by the band there, though it is the least area) and one at the top-right: on the large one
+    cats = [(0, 0, 500, 500), (800, 420, 900, 490), (700, 0, 1000, 150)]
+    assert _band_corner(photo, band, cats, []) == (0, 400)
+    # a label at the top-left, boxes nowhere near the other corners: bottom-left still
+    assert _band_corner(photo, band, [(0, 30, 400, 300)], [(0, 0, 120, 30)]) == (0, 400)
+    assert _band_corner((200, 50), band, [], []) == (0, 0)  # wider and taller than the photo
+
+
+def test_fit_detector_refuses_a_first_head_without_the_refit(tmp_path: Path):
+    """Without --refit-all, --out is already the four-fifths head: asking for it twice is a usage error,
+    reported before any data is read."""
+    out = tmp_path / "first.onnx"
+    result = runner.invoke(app, ["fit-detector", "--no-refit-all", "--first-head", str(out),
+                                 "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "d.onnx")])
+    assert result.exit_code == 2, result.output
+    assert "--first-head needs --refit-all" in result.output and not out.exists()

@@ -163,6 +163,8 @@ def fit_detector(
 
     if stride not in (8, 16):
         fail(f"--stride must be 8 or 16 (got {stride}).")
+    if first_head is not None and not refit_all:
+        fail("--first-head needs --refit-all: without the refit, --out is already the four-fifths head.")
 
     try:
         look = SecondLook(look_size, look_count, look_floor) if look_size else None

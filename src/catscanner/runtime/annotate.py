@@ -70,15 +70,18 @@ Rect = tuple[float, float, float, float]
 
 
 def _band_corner(size: tuple[int, int], band: tuple[float, float], boxes: list[Rect], labels: list[Rect]) -> tuple[float, float]:
-    """Top-left of the verdict band: the corner where it hides least of the cats' boxes, a label
-    counting ten times its area (bottom-left on a tie)."""
+    """Top-left of the verdict band: the corner where it hides the least of the cats' boxes and labels,
+    each counted as the share of it hidden (a small cat hidden whole is worse than a large one grazed);
+    bottom-left on a tie. A band larger than the photo starts at its left or top edge."""
     (W, H), (w, h) = size, band
-    corners = [(0, H - h), (W - w, H - h), (0, 0), (W - w, 0)]
+    right, bottom = max(0.0, W - w), max(0.0, H - h)
+    corners = [(0.0, bottom), (right, bottom), (0.0, 0.0), (right, 0.0)]
 
-    def overlap(x: float, y: float, rect: Rect) -> float:
+    def hidden_share(x: float, y: float, rect: Rect) -> float:
         l, t, r, b = rect
-        return max(0.0, min(x + w, r) - max(x, l)) * max(0.0, min(y + h, b) - max(y, t))
+        area = max(1.0, (r - l) * (b - t))
+        return max(0.0, min(x + w, r) - max(x, l)) * max(0.0, min(y + h, b) - max(y, t)) / area
 
     def hidden(corner: tuple[float, float]) -> float:
-        return sum(overlap(*corner, r) for r in boxes) + 10 * sum(overlap(*corner, r) for r in labels)
+        return sum(hidden_share(*corner, r) for r in boxes + labels)
     return min(corners, key=hidden)  # min keeps the first of equals
