@@ -78,17 +78,18 @@ def _apply(rows, coef, intercept) -> list[np.ndarray]:
     return [_logistic(f, coef, intercept) if len(f) else np.zeros(0) for _, f, _ in rows]
 
 
-def measure(probe: CheckProbe, n_held: int, peak: float = 0.05, redrawn=None) -> dict:
+def measure(probe: CheckProbe, n_held: int, peak: float = 0.05, redrawn=None, count: int | None = None) -> dict:
     """Scores and thresholds chosen on the held-out fifth (candidates at ``peak``; ``redrawn(old,
     new, W, H)``: which box to keep of a looked-at box and its redrawing from its crop, see
-    ``look_selection.redraw``), applied to the check scenes."""
+    ``look_selection.redraw``; ``count``: boxes looked at per photo, default the runtime's 3), applied
+    to the check scenes."""
     A, B = slice(0, n_held), slice(n_held, None)
     folds = probe.folds = np.arange(n_held) % 5
     rows, idx = probe.rows(peak)
     first = _fit_score(rows[A])
     p1 = _out_of_fold(rows[A], folds) + _apply(rows[B], *first)
     outs: list[dict] = []
-    looked = probe.select(rows, idx, p1, probe.look.floor, probe.look.count, probe.look.floor,
+    looked = probe.select(rows, idx, p1, probe.look.floor, count or probe.look.count, probe.look.floor,
                           extra=lambda out: (outs.append(out) or np.zeros((len(out[Output.CAT_HEATMAP]), 0))))
     if redrawn is not None:
         it = iter(outs)
@@ -131,6 +132,8 @@ def main() -> None:
     ap.add_argument("--choose-on-half", action="store_true",
                     help="also choose on the held-out fifth + the first half of the check scenes, measure on the second")
     ap.add_argument("--variants", action="store_true", help="also measure the zero-cost variants in VARIANTS")
+    ap.add_argument("--look-count", type=int, default=None,
+                    help="boxes the second look examines per photo (default: the fit's, 3)")
     a = ap.parse_args()
     probe = CheckProbe(OrtModel(a.model, threads=2), "held")
     probe.check_pools = Pools("fit")
@@ -139,7 +142,9 @@ def main() -> None:
     probe.photos += [probe._first_pass(CheckProbe.FIRST + j) for j in progress_bar(range(a.scenes), desc="check scenes")]
     B = slice(n_held, None)
 
-    m = measure(probe, n_held)
+    m = measure(probe, n_held, count=a.look_count)
+    if a.look_count:
+        print(f"\nlooking at up to {a.look_count} boxes per photo")
     thr, thr2 = m["thresholds"]
     print(f"\nthresholds chosen on the held-out fifth: {thr} / {thr2} ({'within' if m['budget_met'] else 'OVER'} the false-alarm budget)")
     line(f"held-out fifth ({n_held} photos, out of fold)", m["held"])
