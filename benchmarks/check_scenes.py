@@ -40,14 +40,19 @@ from catscanner.runtime.contract import Output
 from look_selection import Probe, redraw
 
 SEED = 7  # the fit's scenes use seed 0 (or the fit's --seed); these are other scenes
+NEGATIVE_SEED = 11  # --extra-negatives: cat-free fit-side scenes of yet another seed
 
 
 class CheckProbe(Probe):
-    """The held-out fifth (indices below ``FIRST``) and the check scenes (from ``FIRST`` on)."""
+    """The held-out fifth (indices below ``FIRST``), the check scenes (from ``FIRST`` on) and the extra
+    cat-free scenes (from ``NEGATIVE`` on)."""
 
     FIRST = 10 ** 6
+    NEGATIVE = 2 * 10 ** 6
 
     def scene(self, i: int):
+        if i >= self.NEGATIVE:
+            return make_scene(self.pools, i - self.NEGATIVE, NEGATIVE_SEED)
         if i >= self.FIRST:
             return make_scene(self.check_pools, i - self.FIRST, SEED)
         return super().scene(i)
@@ -78,16 +83,21 @@ def _apply(rows, coef, intercept) -> list[np.ndarray]:
     return [_logistic(f, coef, intercept) if len(f) else np.zeros(0) for _, f, _ in rows]
 
 
-def measure(probe: CheckProbe, n_held: int, peak: float = 0.05, redrawn=None, count: int | None = None) -> dict:
+def measure(probe: CheckProbe, n_held: int, peak: float = 0.05, redrawn=None, count: int | None = None,
+            n_score: int | None = None) -> dict:
     """Scores and thresholds chosen on the held-out fifth (candidates at ``peak``; ``redrawn(old,
     new, W, H)``: which box to keep of a looked-at box and its redrawing from its crop, see
     ``look_selection.redraw``; ``count``: boxes looked at per photo, default the runtime's 3), applied
-    to the check scenes."""
+    to the check scenes. With ``n_score`` < ``n_held``, both scores are fitted on the first
+    ``n_score`` photos only (out of fold there) and the rest of the choice photos (extra cat-free
+    scenes) only widen the false-alarm budget of the threshold choice."""
     A, B = slice(0, n_held), slice(n_held, None)
+    n_score = n_score or n_held
+    S, N = slice(0, n_score), slice(n_score, n_held)
     folds = probe.folds = np.arange(n_held) % 5
     rows, idx = probe.rows(peak)
-    first = _fit_score(rows[A])
-    p1 = _out_of_fold(rows[A], folds) + _apply(rows[B], *first)
+    first = _fit_score(rows[S])
+    p1 = _out_of_fold(rows[S], folds[S]) + _apply(rows[N], *first) + _apply(rows[B], *first)
     outs: list[dict] = []
     looked = probe.select(rows, idx, p1, probe.look.floor, count or probe.look.count, probe.look.floor,
                           extra=lambda out: (outs.append(out) or np.zeros((len(out[Output.CAT_HEATMAP]), 0))))
@@ -99,9 +109,9 @@ def measure(probe: CheckProbe, n_held: int, peak: float = 0.05, redrawn=None, co
                 new = redraw(boxes, next(it), probe.look, probe.base.stride, peak, (W, H))
                 bb = np.array([redrawn(o, q, W, H) for o, q in zip(boxes, new)])
                 looked[n] = (bb, f, np.array([any(finds(tuple(b), t) for t in ph["true"]) for b in bb], bool))
-    oof = _out_of_fold(looked[A], folds)
+    second = _fit_score(looked[S])
+    oof = _out_of_fold(looked[S], folds[S]) + _apply(looked[N], *second)
     thr, thr2, held, ok = pick_thresholds(threshold_table(probe.photos[A], looked[A], oof, probe.base))
-    second = _fit_score(looked[A])
     table = threshold_table(probe.photos[B], looked[B], _apply(looked[B], *second), probe.base)
     check = next(s for t, t2, s in table if t == thr and t2 == thr2)
     return dict(thresholds=(thr, thr2), budget_met=ok, held=held, check=check, rows=rows, looked=looked)
@@ -134,20 +144,35 @@ def main() -> None:
     ap.add_argument("--variants", action="store_true", help="also measure the zero-cost variants in VARIANTS")
     ap.add_argument("--look-count", type=int, default=None,
                     help="boxes the second look examines per photo (default: the fit's, 3)")
+    ap.add_argument("--extra-negatives", type=int, default=0, metavar="N",
+                    help="choose the thresholds with N more cat-free fit-side scenes (another seed) beside the "
+                         "held-out fifth: a false-alarm budget measured on more cat-free photos")
+    ap.add_argument("--score-on-negatives", action="store_true",
+                    help="with --extra-negatives, fit the two scores on them too (else on the held-out fifth only)")
     a = ap.parse_args()
     probe = CheckProbe(OrtModel(a.model, threads=2), "held")
     probe.check_pools = Pools("fit")
     probe.check_pools.cats = [c for c in probe.check_pools.cats if held_out_cat(c[0].stem)]
+    n_score = len(probe.photos)
+    if a.extra_negatives:
+        free, j = [], 0
+        while len(free) < a.extra_negatives:  # about one fit scene in seven holds no cat
+            if not make_scene(probe.pools, j, NEGATIVE_SEED).cats:
+                free.append(j)
+            j += 1
+        probe.photos += [probe._first_pass(CheckProbe.NEGATIVE + j)
+                         for j in progress_bar(free, desc=f"first pass on {len(free)} cat-free scenes (of {j})")]
     n_held = len(probe.photos)
     probe.photos += [probe._first_pass(CheckProbe.FIRST + j) for j in progress_bar(range(a.scenes), desc="check scenes")]
     B = slice(n_held, None)
 
-    m = measure(probe, n_held, count=a.look_count)
+    m = measure(probe, n_held, count=a.look_count, n_score=None if a.score_on_negatives else n_score)
     if a.look_count:
         print(f"\nlooking at up to {a.look_count} boxes per photo")
     thr, thr2 = m["thresholds"]
     print(f"\nthresholds chosen on the held-out fifth: {thr} / {thr2} ({'within' if m['budget_met'] else 'OVER'} the false-alarm budget)")
-    line(f"held-out fifth ({n_held} photos, out of fold)", m["held"])
+    extra = f" + {a.extra_negatives} cat-free scenes" if a.extra_negatives else ""
+    line(f"held-out fifth{extra} ({n_held} photos, out of fold)", m["held"])
     line(f"check scenes ({a.scenes}, 1-3 unseen cats)", m["check"])
     rows = m["rows"]
     cats = [(max(t[2] - t[0], t[3] - t[1]) / min(ph["scene_size"]), any(finds(tuple(b), t) for b in r[0]))
@@ -162,7 +187,7 @@ def main() -> None:
         choose_on_half(probe, m["looked"], n_held)
     if a.variants:
         for name, kw in VARIANTS.items():
-            v = measure(probe, n_held, **kw)
+            v = measure(probe, n_held, n_score=None if a.score_on_negatives else n_score, **kw)
             print(f"\n{name}: thresholds {v['thresholds'][0]} / {v['thresholds'][1]}")
             line("  held-out fifth", v["held"])
             line("  check scenes", v["check"])
