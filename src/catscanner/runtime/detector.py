@@ -283,6 +283,7 @@ class CatDetector:
         in_h, in_w = batch.shape[2:]
         logits = out[Output.IMAGENET_LOGITS]
         ref = reference_rule(logits)
+        peaks = crop_peaks(out)  # each photo's highest heat-map value, as for a crop
         results = []
         for i, (w, h) in enumerate(photo_sizes):
             look = self._looker(images[i], (w, h)) if images is not None else None
@@ -296,7 +297,7 @@ class CatDetector:
             # the whole photo's ImageNet classes name a wild cat only where the head sees a cat's centre
             # somewhere (the same bar as a crop's): ImageNet calls giraffes leopard with most of its mass
             photo_wild = wild_cat(logits[i], self.params.wild_share, self.params.wild_min_mass) \
-                if out[Output.CAT_HEATMAP][i].max() >= self.params.wild_min_peak else None
+                if peaks[i] >= self.params.wild_min_peak else None
             # no box looked at: the share of such photos that hold a cat all the same
             nothing = self.params.look_none_probability if self.params.second_look and not found else 0.0
             best = max((c.probability for c in house), default=nothing)

@@ -412,12 +412,12 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
     print(f"chosen on {len(held)} held-out fit photos: {report['held_out_out_of_fold']}", flush=True)
     settings = {"scenes": n_scenes, "epochs": epochs, "seed": seed, "dropout": dropout, "max_pixels": MAX_PIXELS,
                 "stride": stride, "second_look": None if look is None else asdict(look)}
-    if refit_all and first_head is not None:
-        export_detector(head, params, first_head,
-                        {"fit": {**report, **settings, "fit_photos": len(train), "refit_all": False,
-                                 "seconds": round(time.time() - t0)}})
-        print(f"wrote the four-fifths head to {first_head}", flush=True)
     if refit_all:
+        if first_head is not None:
+            export_detector(head, params, first_head,
+                            {"fit": {**report, **settings, "fit_photos": len(train), "refit_all": False,
+                                     "seconds": round(time.time() - t0)}})
+            print(f"wrote the four-fifths head to {first_head}", flush=True)
         head = train_head(train + held, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout, stride=stride)
     report.update({"fit_photos": len(train) + (len(held) if refit_all else 0), "refit_all": refit_all,
                    **settings, "seconds": round(time.time() - t0)})
