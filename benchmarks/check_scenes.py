@@ -19,7 +19,7 @@ Nothing of the report side is read.
 Also printed: why check-scene cats get no candidate box at all (heat-map peak >= 0.05 whose box
 finds them), and with ``--choose-on-half``, what choosing the second score and the thresholds on the
 held-out fifth plus half of the check scenes (``--scenes`` of them; the other half measures) would give;
-with ``--variants``, ways of choosing the candidates and boxes that cost no more looks (``VARIANTS``),
+with ``--curve``, the check scenes at every photo threshold; with ``--variants``, ways of choosing the candidates and boxes that cost no more looks (``VARIANTS``),
 each chosen on the held-out fifth as the fit would and measured on the check scenes.
 """
 from __future__ import annotations
@@ -114,7 +114,7 @@ def measure(probe: CheckProbe, n_held: int, peak: float = 0.05, redrawn=None, co
     thr, thr2, held, ok = pick_thresholds(threshold_table(probe.photos[A], looked[A], oof, probe.base))
     table = threshold_table(probe.photos[B], looked[B], _apply(looked[B], *second), probe.base)
     check = next(s for t, t2, s in table if t == thr and t2 == thr2)
-    return dict(thresholds=(thr, thr2), budget_met=ok, held=held, check=check, rows=rows, looked=looked)
+    return dict(thresholds=(thr, thr2), budget_met=ok, held=held, check=check, rows=rows, looked=looked, table=table)
 
 
 def line(name: str, s: dict) -> None:
@@ -144,6 +144,9 @@ def main() -> None:
     ap.add_argument("--variants", action="store_true", help="also measure the zero-cost variants in VARIANTS")
     ap.add_argument("--look-count", type=int, default=None,
                     help="boxes the second look examines per photo (default: the fit's, 3)")
+    ap.add_argument("--curve", action="store_true",
+                    help="also print the check scenes at every photo threshold (box threshold as chosen): "
+                         "heads compared at equal false alarms rather than at the thresholds each chose")
     ap.add_argument("--extra-negatives", type=int, default=0, metavar="N",
                     help="choose the thresholds with N more cat-free fit-side scenes (another seed) beside the "
                          "held-out fifth: a false-alarm budget measured on more cat-free photos")
@@ -174,6 +177,11 @@ def main() -> None:
     extra = f" + {a.extra_negatives} cat-free scenes" if a.extra_negatives else ""
     line(f"held-out fifth{extra} ({n_held} photos, out of fold)", m["held"])
     line(f"check scenes ({a.scenes}, 1-3 unseen cats)", m["check"])
+    if a.curve:
+        print(f"\ncheck scenes at each photo threshold (box threshold {thr2}):")
+        for t, t2, s in m["table"]:
+            if t2 == thr2:
+                line(f"  {t:.3f}", s)
     rows = m["rows"]
     cats = [(max(t[2] - t[0], t[3] - t[1]) / min(ph["scene_size"]), any(finds(tuple(b), t) for b in r[0]))
             for ph, r in zip(probe.photos[B], rows[B]) for t in ph["true"]]

@@ -203,3 +203,26 @@ def test_fit_scenes_draw_backgrounds_from_dogs_and_coco_report_scenes_from_repor
         scene = make_scene(report, i)
         assert (scene.image.size, [c.box for c in scene.cats], [d.box for d in scene.distractors],
                 scene.background[0]) == (size, cats, distractors, background), i
+
+
+def test_a_head_reading_the_stride_8_features_starts_as_the_plain_head():
+    """``--fine-input``: a stride-16 head that also reads the stride-8 features through a
+    zero-initialised convolution gives, before training, exactly the plain head's outputs (it
+    only adds what training finds there); its metadata rebuilds it, and the plain head's still
+    rebuilds without the new branch."""
+    from catscanner.training.detection import CatHead
+
+    torch.manual_seed(0)
+    c3, c4, c5 = torch.rand(2, 40, 16, 24) * 6, torch.rand(2, 112, 8, 12) * 6, torch.rand(2, 1280, 4, 6) * 6
+    torch.manual_seed(1)
+    plain = CatHead()
+    torch.manual_seed(1)
+    fine = CatHead(fine_input=True)
+    assert fine.config["fine_input"] is True and "fine_input" not in plain.config
+    assert not hasattr(CatHead(**plain.config), "l3s") and hasattr(CatHead(**fine.config), "l3s")
+    fine.load_state_dict({**plain.state_dict(), "l3s.weight": fine.l3s.weight, "l3s.bias": fine.l3s.bias})
+    for a, b in zip(plain(c3, c4, c5), fine(c3, c4, c5)):
+        assert a.shape == b.shape == (2, a.shape[1], 8, 12) and torch.equal(a, b)
+    with torch.no_grad():
+        fine.l3s.weight.fill_(0.01)  # once trained, the stride-8 features do reach the heat map
+    assert not torch.equal(plain(c3, c4, c5)[0], fine(c3, c4, c5)[0])

@@ -154,6 +154,7 @@ def fit_detector(
     look_count: Annotated[int, typer.Option(help="Second look: at most this many boxes per photo, most probable first.", min=1, max=20)] = 3,
     look_floor: Annotated[float, typer.Option(help="Second look: boxes whose first score is below this are dropped unexamined.", min=0.0, max=1.0)] = 0.1,
     stride: Annotated[int, typer.Option(help="Input pixels per heat-map cell: 16, or 8 (also reads the backbone's stride-8 features: for small cats).")] = 16,
+    fine_input: Annotated[bool, typer.Option(help="A stride-16 head also reads the backbone's stride-8 features (detail for small cats; about the same work).")] = False,
     first_head: Annotated[Optional[Path], typer.Option(help="With --refit-all, also write the head trained on four fifths (the one the thresholds were chosen with) to this ONNX file, for benchmarks/check_scenes.py.")] = None,
 ) -> None:
     """Train the whole-frame cat detector's head on the fit data (Oxford trainval, half of COCO) and export it.
@@ -171,7 +172,8 @@ def fit_detector(
     except ValueError as e:
         fail(f"--look-size/--look-count/--look-floor: {e}.")
     fit(data, out, n_scenes=scenes, epochs=epochs, threads=threads, seed=seed, refit_all=refit_all,
-        box_classifier=box_classifier, cache=cache, dropout=dropout, look=look, stride=stride, first_head=first_head)
+        box_classifier=box_classifier, cache=cache, dropout=dropout, look=look, stride=stride, first_head=first_head,
+        fine_input=fine_input)
     console.print(f"wrote {out}")
 
 

@@ -58,19 +58,27 @@ class CatHead(nn.Module):
     """stride-8, stride-16 and stride-32 features -> (centre logits (N,1,h,w), log size (N,2,h,w),
     offset (N,2,h,w)) per cell of ``stride`` (16: the stride-8 features are not read; 8: the fused
     stride-16 map, upsampled, plus the stride-8 features, through one more 3x3 convolution of
-    ``fine`` channels)."""
+    ``fine`` channels). ``fine_input``: a stride-16 head also reads the stride-8 features, through a
+    strided 3x3 convolution added to the fused map (detail for cats of 1-2 cells)."""
 
     def __init__(self, mid: int = 96, dilations: tuple[int, ...] = (1, 1, 2), dropout: float = 0.0,
-                 stride: int = 16, fine: int = 32):
+                 stride: int = 16, fine: int = 32, fine_input: bool = False):
         super().__init__()
         if stride not in STRIDES:
             raise ValueError(f"stride must be one of {STRIDES} (got {stride})")
         self.config = {"mid": mid, "dilations": list(dilations), "dropout": dropout,
                        "stride": stride, "fine": fine if stride == 8 else 0}  # stored in the model's metadata
+        if fine_input and stride == 16:
+            self.config["fine_input"] = True
         self.stride = stride
+        self.fine_input = fine_input and stride == 16
         self.dropout = dropout  # on the input features, in training only
         self.l5 = nn.Conv2d(1280, mid, 1)
         self.l4 = nn.Conv2d(112, mid, 1)
+        if self.fine_input:
+            self.l3s = nn.Conv2d(40, mid, 3, stride=2, padding=1)
+            nn.init.zeros_(self.l3s.weight)  # starts as the stride-16 head: unscaled stride-8 features
+            nn.init.zeros_(self.l3s.bias)  # made the first epochs diverge (loss 3.0 -> 4.5)
         layers: list[nn.Module] = []
         for d in dilations:  # 3x3 convolutions; the last ones dilated to see more context
             layers += [nn.Conv2d(mid, mid, 3, padding=d, dilation=d), nn.ReLU()]
@@ -90,8 +98,10 @@ class CatHead(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if self.training and self.dropout:
             c4, c5 = F.dropout(c4, self.dropout), F.dropout(c5, self.dropout)
-            c3 = F.dropout(c3, self.dropout) if self.stride == 8 else c3
+            c3 = F.dropout(c3, self.dropout) if self.stride == 8 or self.fine_input else c3
         p = self.l4(c4) + F.interpolate(self.l5(c5), scale_factor=2.0, mode="nearest")
+        if self.fine_input:
+            p = p + self.l3s(c3)
         p = self.fuse(F.relu(p))
         if self.stride == 8:
             p = self.fine(F.relu(self.l3(c3) + F.interpolate(self.down(p), scale_factor=2.0, mode="nearest")))
@@ -165,14 +175,15 @@ def _collate(batch: list[dict]) -> tuple[torch.Tensor, torch.Tensor, torch.Tenso
 
 
 def train_head(records: list[dict], epochs: int = 20, batch_size: int = 32, lr: float = 3e-3, seed: int = 0,
-               progress=None, dropout: float = 0.0, stride: int = 16) -> CatHead:
+               progress=None, dropout: float = 0.0, stride: int = 16, fine_input: bool = False) -> CatHead:
     """Train a :class:`CatHead` on cached feature records (``c3``, ``c4``, ``c5``, ``in_size``,
     ``cats``); ``dropout``: share of the input features zeroed at each step (a regulariser for
-    features that never change from epoch to epoch); ``stride``: of its heat map (8 or 16)."""
+    features that never change from epoch to epoch); ``stride``: of its heat map (8 or 16);
+    ``fine_input``: see :class:`CatHead`."""
     torch.manual_seed(seed)
     for r in records:
         r["target"] = targets(r["cats"], r["in_size"], stride)
-    head = CatHead(dropout=dropout, stride=stride)
+    head = CatHead(dropout=dropout, stride=stride, fine_input=fine_input)
     opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     rng = np.random.default_rng(seed)
     steps = epochs * len(batches(records, batch_size))

@@ -383,7 +383,7 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
                  threads: int = 2, seed: int = 0, refit_all: bool = True, max_photos: int = 0,
                  box_classifier: bool = False, cache: Path | None = None, dropout: float = 0.0,
                  look: SecondLook | None = SecondLook(), stride: int = 16,
-                 first_head: Path | None = None) -> dict:
+                 first_head: Path | None = None, fine_input: bool = False) -> dict:
     """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report.
     The defaults are the shipped detector's recipe.
 
@@ -392,7 +392,8 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
     log-probabilities too (:func:`fit_box_classifier`; measured worse on held-out cats, see the
     model card, so off by default). ``cache``: folder for the backbone features. ``dropout``: of the
     head's input features in training (:func:`.detection.train_head`). ``look``: the second look at
-    the likeliest boxes (None: none). ``stride``: of the head's heat map (8 or 16)."""
+    the likeliest boxes (None: none). ``stride``: of the head's heat map (8 or 16). ``fine_input``: a
+    stride-16 head also reads the stride-8 features (:class:`.detection.CatHead`)."""
     torch.set_num_threads(threads)
     t0 = time.time()
     pools = Pools("fit", data)
@@ -402,7 +403,8 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
             setattr(pools, kind, items[:: max(1, len(items) // max_photos)][:max_photos])
     records = feature_records(pools, n_scenes, threads, seed, cache)
     train, held = split_by_cat(records)
-    head = train_head(train, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout, stride=stride)
+    head = train_head(train, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout, stride=stride,
+                      fine_input=fine_input)
     classifier = load_backbone(BACKBONE).classifier
     verifier, verifier_report = fit_box_classifier(train, head_outputs(head, classifier, train), stride) \
         if box_classifier else (None, None)
@@ -411,14 +413,15 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
     report["box_classifier"] = verifier_report
     print(f"chosen on {len(held)} held-out fit photos: {report['held_out_out_of_fold']}", flush=True)
     settings = {"scenes": n_scenes, "epochs": epochs, "seed": seed, "dropout": dropout, "max_pixels": MAX_PIXELS,
-                "stride": stride, "second_look": None if look is None else asdict(look)}
+                "stride": stride, "fine_input": fine_input, "second_look": None if look is None else asdict(look)}
     if refit_all:
         if first_head is not None:
             export_detector(head, params, first_head,
                             {"fit": {**report, **settings, "fit_photos": len(train), "refit_all": False,
                                      "seconds": round(time.time() - t0)}})
             print(f"wrote the four-fifths head to {first_head}", flush=True)
-        head = train_head(train + held, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout, stride=stride)
+        head = train_head(train + held, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout, stride=stride,
+                      fine_input=fine_input)
     report.update({"fit_photos": len(train) + (len(held) if refit_all else 0), "refit_all": refit_all,
                    **settings, "seconds": round(time.time() - t0)})
     export_detector(head, params, out, {"fit": report})
