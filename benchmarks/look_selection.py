@@ -28,7 +28,7 @@ import numpy as np
 
 from catscanner.progress import progress_bar
 from catscanner.runtime.contract import Output
-from catscanner.runtime.detector import box_features, log_softmax, look_features, suppress
+from catscanner.runtime.detector import box_features, crop_peaks, log_softmax, look_features, suppress
 from catscanner.runtime.engine import OrtModel
 from catscanner.runtime.imaging import preprocess_frame, preprocess_square
 from catscanner.training.fit_detector import (SecondLook, _base_params, _out_of_fold, pick_thresholds, split_by_cat,
@@ -106,7 +106,7 @@ class Probe:
             sel = [k for pos, k in enumerate(keep) if p[k] >= (first if pos == 0 else floor)][:count]
             if sel:
                 out = self.crop_outputs(n, [int(idx[n][k]) for k in sel])
-                f = look_features(f1[sel], out)
+                f = look_features(f1[sel], out[Output.IMAGENET_LOGITS], crop_peaks(out))  # every box cut out (no reuse)
                 if extra is not None:
                     f = np.concatenate([f, extra(out)], axis=1)
                 looked.append((boxes[sel], f, y[sel]))

@@ -278,11 +278,54 @@ def test_second_look_needs_the_photo(scanner, test_cats):
 
 def test_examine_gives_the_boxes_and_crops_the_detector_decides_on(scanner, test_cats):
     """``CatDetector.examine`` (for measuring) sees what a scan sees: the scan's cats are its most
-    probable candidates, and there is one crop output per candidate looked at."""
+    probable candidates, and there is one crop output per candidate cut out (not reusing the first pass)."""
+    from catscanner.runtime.detector import look_share
+
     det: CatDetector = scanner.detector
     for photo in [c.path for c in test_cats[BREEDS.index("Birman")][:3]]:
         img = load_image(photo)
         found, crops = det.examine(img)
-        assert crops is not None and len(crops[Output.IMAGENET_LOGITS]) == len(found)
+        cut = sum(not (det.params.look_reuse and look_share(c.box, img.size, det.params.look_margin) >= det.params.look_reuse)
+                  for c in found)
+        assert (0 if crops is None else len(crops[Output.IMAGENET_LOGITS])) == cut
         (d,) = det(preprocess_frame(img, det.preprocess)[None], [img.size], [img])
         assert d.cats and [c.box for c in d.cats] == [c.box for c in found[: len(d.cats)]]
+
+
+def test_a_box_whose_crop_covers_most_of_the_photo_reuses_the_first_pass(scanner, test_cats, street):
+    """``look_reuse``: a looked-at box whose crop would cover at least that share of the photo is not
+    cut out and run again; the first pass's whole-photo logits and heat-map peak stand in for its
+    crop's. A cat that fills an Oxford photo costs no second run of the graph; a small cat pasted
+    into a street photo still gets its crop; with ``look_reuse`` 0 every box is cut out."""
+    from dataclasses import replace
+
+    from catscanner.runtime.detector import look_evidence, look_share
+
+    assert look_share((0, 0, 100, 100), (100, 100), 1.15) == 1.0  # the crop sticks out: clipped to the photo
+    assert abs(look_share((40, 40, 60, 60), (100, 100), 1.0) - 0.04) < 1e-12
+    assert abs(look_share((0, 40, 20, 60), (100, 50), 1.0) - 20 * 10 / 5000) < 1e-12  # only the part inside counts
+    det: CatDetector = scanner.detector
+    cat = test_cats[BREEDS.index("Birman")][0].path
+    photos = {"fills": load_image(cat), "small": _paste(street, (1600, 900), [(cat, (100, 100, 400, 400))])}
+    for reuse in (0.0, 0.5):
+        params = replace(det.params, look_reuse=reuse)
+        for name, img in photos.items():
+            x = preprocess_frame(img, det.preprocess)[None]
+            out = det.model.run(x)
+            runs: list[int] = []
+            look = det._looker(img, img.size)
+            found = candidates(out, 0, params, (img.width / x.shape[3], img.height / x.shape[2]),
+                               lambda b: runs.append(len(b)) or look(b))
+            assert found, (name, reuse)
+            shares = [look_share(c.box, img.size, params.look_margin) for c in found]
+            if name == "fills":
+                assert max(shares) >= 0.5
+            else:
+                assert max(shares) < 0.5 and runs == [len(found)]
+            assert sum(runs) == (len(found) if reuse == 0 else sum(s < reuse for s in shares)), (name, reuse, runs)
+        # what the reused box's score reads: the first pass's outputs on the whole photo, exactly
+        img = photos["fills"]
+        out = det.model.run(preprocess_frame(img, det.preprocess)[None])
+        box = np.array([[0.0, 0.0, img.width, img.height]])
+        logits, peaks = look_evidence(out, 0, box, img.size, replace(det.params, look_reuse=0.5), None)
+        assert np.array_equal(logits[0], out[Output.IMAGENET_LOGITS][0]) and peaks[0] == out[Output.CAT_HEATMAP][0].max()

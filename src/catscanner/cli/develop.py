@@ -153,6 +153,7 @@ def fit_detector(
     look_size: Annotated[int, typer.Option(help="Second look: side in pixels of the crop of each likely box run through the graph again (0: no second look).", min=0, max=640)] = 192,
     look_count: Annotated[int, typer.Option(help="Second look: at most this many boxes per photo, most probable first.", min=1, max=20)] = 3,
     look_floor: Annotated[float, typer.Option(help="Second look: boxes whose first score is below this are dropped unexamined.", min=0.0, max=1.0)] = 0.1,
+    look_reuse: Annotated[float, typer.Option(help="Second look: a box whose crop would cover at least this share of the photo reuses the first pass's outputs on the whole photo instead of a crop (0: every box is cut out and run again).", min=0.0, max=1.0)] = 0.5,
     stride: Annotated[int, typer.Option(help="Input pixels per heat-map cell: 16, or 8 (also reads the backbone's stride-8 features: for small cats).")] = 16,
     fine_input: Annotated[bool, typer.Option(help="A stride-16 head also reads the backbone's stride-8 features (detail for small cats; about the same work).")] = False,
     first_head: Annotated[Optional[Path], typer.Option(help="With --refit-all, also write the head trained on four fifths (the one the thresholds were chosen with) to this ONNX file, for benchmarks/check_scenes.py.")] = None,
@@ -168,7 +169,7 @@ def fit_detector(
         fail("--first-head needs --refit-all: without the refit, --out is already the four-fifths head.")
 
     try:
-        look = SecondLook(look_size, look_count, look_floor) if look_size else None
+        look = SecondLook(look_size, look_count, look_floor, reuse=look_reuse) if look_size else None
     except ValueError as e:
         fail(f"--look-size/--look-count/--look-floor: {e}.")
     fit(data, out, n_scenes=scenes, epochs=epochs, threads=threads, seed=seed, refit_all=refit_all,

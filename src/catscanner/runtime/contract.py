@@ -84,6 +84,9 @@ class DetectionParams:
     # the photo's cat_probability when the second look examines none of its boxes: the share of such
     # held-out fit photos that hold a cat (mostly small cats the first pass did not propose)
     look_none_probability: float = 0.0
+    # a looked-at box whose crop would cover at least this share of the photo is not cut out and run
+    # again: the first pass's outputs on the whole photo stand in for its crop's (0 = every box is cut out)
+    look_reuse: float = 0.0
 
     def __post_init__(self) -> None:
         expected = 5 if self.box_classifier is None else 6
@@ -130,6 +133,8 @@ class ModelMeta:
             for key in ("look_size", "look_count", "look_floor", "look_margin", "look_coef", "look_intercept",
                         "look_none_probability"):
                 del d["detection"][key]
+        if d["detection"] is not None and not d["detection"]["look_reuse"]:  # and without reuse
+            del d["detection"]["look_reuse"]
         d["preprocess"] = self.preprocess.to_dict()
         d["breeds"] = list(self.breeds)
         return json.dumps(d)

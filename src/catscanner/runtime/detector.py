@@ -176,11 +176,41 @@ def crop_peaks(crop_out: dict[str, np.ndarray]) -> np.ndarray:
     return heat.reshape(len(heat), -1).max(axis=1)
 
 
-def look_features(first: np.ndarray, crop_out: dict[str, np.ndarray]) -> np.ndarray:
+def look_features(first: np.ndarray, logits: np.ndarray, peaks: np.ndarray) -> np.ndarray:
     """The second look's score features of boxes: their first-score features, the ImageNet
-    class-group log-masses of their crops and the logit of each crop's heat-map peak."""
-    peak = crop_peaks(crop_out)
-    return np.concatenate([first, group_log_masses(crop_out[Output.IMAGENET_LOGITS]), _logit(peak)[:, None]], axis=1)
+    class-group log-masses of what was looked at (``logits``) and the logit of its heat-map peak."""
+    return np.concatenate([first, group_log_masses(logits), _logit(peaks)[:, None]], axis=1)
+
+
+def look_share(box, size: tuple[float, float], margin: float) -> float:
+    """The share of a photo of ``size`` (w, h) that the second look's crop of ``box`` covers (a
+    square of ``margin`` x its longer side centred on it, see ``imaging.preprocess_square``)."""
+    left, top, right, bottom = box
+    side = margin * max(right - left, bottom - top)
+    cx, cy = (left + right) / 2, (top + bottom) / 2
+    w = min(size[0], cx + side / 2) - max(0.0, cx - side / 2)
+    h = min(size[1], cy + side / 2) - max(0.0, cy - side / 2)
+    return max(0.0, w) * max(0.0, h) / (size[0] * size[1])
+
+
+def look_evidence(out: dict[str, np.ndarray], i: int, boxes: np.ndarray, size: tuple[float, float],
+                  params: DetectionParams, look) -> tuple[np.ndarray, np.ndarray]:
+    """(ImageNet logits (n, 1000), heat-map peak (n,)) of what the second look sees of each box
+    (photo pixels, the photo ``size`` (w, h)): the graph's outputs on its crop, ``look(boxes)``; or,
+    for a box whose crop covers at least ``params.look_reuse`` of the photo, the first pass's outputs
+    on the whole photo (``out``, photo ``i``), which already shows that crop at about the look's
+    resolution: no second run of the graph for a cat that fills the photo."""
+    reuse = np.array([params.look_reuse > 0 and look_share(b, size, params.look_margin) >= params.look_reuse
+                      for b in boxes], bool)
+    logits, peaks = np.zeros((len(boxes), out[Output.IMAGENET_LOGITS].shape[-1])), np.zeros(len(boxes))
+    if reuse.any():
+        logits[reuse] = out[Output.IMAGENET_LOGITS][i]
+        peaks[reuse] = out[Output.CAT_HEATMAP][i].max()
+    if not reuse.all():
+        crop_out = look(boxes[~reuse])
+        logits[~reuse] = crop_out[Output.IMAGENET_LOGITS]
+        peaks[~reuse] = crop_peaks(crop_out)
+    return logits, peaks
 
 
 def look_score(features: np.ndarray, params: DetectionParams) -> np.ndarray:
@@ -199,7 +229,8 @@ def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
     """Every box of photo ``i`` of a detector output after non-maximum suppression, most probable
     first, with its calibrated probability and wild-cat verdict; ``scale`` = photo pixels per
     input pixel (x, y). With a second look (``params.look_size``), ``look(boxes)`` takes boxes in
-    photo pixels and returns the graph's outputs on their crops; only the boxes looked at remain."""
+    photo pixels and returns the graph's outputs on their crops (boxes whose crop would cover most of
+    the photo reuse the first pass instead: ``look_evidence``); only the boxes looked at remain."""
     if params.second_look and look is None:
         raise ValueError("This detector looks at each candidate box again: pass the decoded photos.")
     boxes, features, logits = box_features(out, i, params)
@@ -209,15 +240,15 @@ def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
     keep = suppress(boxes, probs, params.nms_iou, params.nms_contained)[: params.max_cats]
     sx, sy = scale
     boxes = boxes * np.array([sx, sy, sx, sy])
+    in_h, in_w = (n * params.stride for n in out[Output.CAT_HEATMAP].shape[2:])
     cat_like = np.ones(len(boxes), bool)  # without a second look, no heat-map bar for wild cats
     if params.second_look:
         keep = to_look_at(probs, keep, params.look_floor, params.look_count)
         if not keep:
             return []
-        crop_out = look(boxes[keep])
-        probs = look_score(look_features(features[keep], crop_out), params)
-        cat_like = crop_peaks(crop_out) >= params.wild_min_peak
-        logits = crop_out[Output.IMAGENET_LOGITS]
+        logits, peaks = look_evidence(out, i, boxes[keep], (in_w * sx, in_h * sy), params, look)
+        probs = look_score(look_features(features[keep], logits, peaks), params)
+        cat_like = peaks >= params.wild_min_peak
         boxes = boxes[keep]
         keep = [int(k) for k in np.argsort(-probs, kind="stable")]
     # a looked-at crop must also hold wild_min_mass of wild cats outright (ImageNet calls spotted
@@ -265,7 +296,8 @@ class CatDetector:
 
     def examine(self, img: Image.Image) -> tuple[list[Candidate], dict[str, np.ndarray] | None]:
         """One decoded photo's candidate boxes (photo pixels, before any threshold) and the graph's
-        outputs on the crops its second look examined (None when it looked at none): for measuring."""
+        outputs on the crops its second look cut out and ran (None when it ran none: no box looked
+        at, or each one reusing the first pass, see ``look_evidence``): for measuring."""
         x = preprocess_frame(img, self.preprocess)[None]
         look, seen = self._looker(img, img.size), []
 

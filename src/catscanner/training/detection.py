@@ -215,7 +215,8 @@ def train_head(records: list[dict], epochs: int = 20, batch_size: int = 32, lr: 
 
 @torch.no_grad()
 def head_outputs(head: CatHead, classifier: nn.Linear, records: list[dict]) -> list[dict[str, np.ndarray]]:
-    """The exported graph's outputs (heat map, size, offset, ImageNet logits per cell) computed from
+    """The exported graph's outputs (heat map, size, offset, ImageNet logits per cell and of the
+    whole photo) computed from
     cached features, one record at a time, as the runtime reads them."""
     from ..runtime.contract import Output
 
@@ -225,5 +226,7 @@ def head_outputs(head: CatHead, classifier: nn.Linear, records: list[dict]) -> l
         heat, size, off = head(c3, c4, c5)
         per_cell = F.conv2d(c5, classifier.weight[:, :, None, None], classifier.bias)
         out.append({Output.CAT_HEATMAP: torch.sigmoid(heat).numpy(), Output.BOX_SIZE: size.numpy(),
-                    Output.BOX_OFFSET: off.numpy(), Output.IMAGENET_MAP: per_cell.numpy()})
+                    Output.BOX_OFFSET: off.numpy(), Output.IMAGENET_MAP: per_cell.numpy(),
+                    # the classifier on the average-pooled features = the average of its per-cell logits
+                    Output.IMAGENET_LOGITS: per_cell.mean(dim=(2, 3)).numpy()})
     return out

@@ -30,8 +30,9 @@ import torch
 
 from ..errors import CatScannerError
 from ..progress import progress_bar
-from ..runtime.contract import DETECTOR_OUTPUTS, DetectionParams, ModelMeta, Output
-from ..runtime.detector import Candidate, box_features, log_softmax, look_features, suppress, to_look_at
+from ..runtime.contract import DETECTOR_OUTPUTS, DetectionParams, ModelMeta
+from ..runtime.detector import (Candidate, box_features, log_softmax, look_evidence, look_features, suppress,
+                                to_look_at)
 from ..runtime.imaging import Preprocess, preprocess_frame, preprocess_square
 from .backbones import freeze_same_padding, load_backbone
 from .detection import FINE_TAP_BLOCK, TAP_BLOCK, CatHead, backbone_taps, Taps, WholeFrameDetectorNet, head_outputs, train_head
@@ -72,6 +73,9 @@ class SecondLook:
     count: int = 3
     floor: float = 0.1
     margin: float = 1.15
+    # a box whose crop would cover this share of the photo reuses the first pass (0: never; v0.7: 0.5,
+    # where the first pass shows the crop's part of the photo at >= 25,000 of the look's 36,864 pixels)
+    reuse: float = 0.5
 
     def __post_init__(self) -> None:
         if self.size <= 0 or self.size % 32:
@@ -244,22 +248,23 @@ def _fit_score(rows: list[tuple]) -> tuple[tuple[float, ...], float]:
     return tuple(float(c) for c in lr.coef_[0]), float(lr.intercept_[0])
 
 
-def _looked_at(records: list[dict], rows: list[tuple], probs: list[np.ndarray], look: SecondLook,
-               crop_outputs: Callable[[dict, np.ndarray], dict[str, np.ndarray]]) -> list[tuple]:
+def _looked_at(records: list[dict], outputs: list[dict], rows: list[tuple], probs: list[np.ndarray],
+               look: SecondLook, crop_outputs: Callable[[dict, np.ndarray], dict[str, np.ndarray]]) -> list[tuple]:
     """The rows of the boxes the second look examines (chosen by ``probs``, the first score),
-    with the second look's features and the ImageNet logits of their crops."""
-    params = _base_params()  # its suppression settings
+    with the second look's features and the ImageNet logits of what it saw (their crops, or the
+    first pass's ``outputs`` where the runtime reuses them: ``runtime.detector.look_evidence``)."""
+    params = replace(_base_params(), look_margin=look.margin, look_reuse=look.reuse)  # suppression, reuse
     out = []
-    for r, (boxes, features, labels, _), p in progress_bar(list(zip(records, rows, probs)),
-                                                            desc="second look at the held-out photos' boxes"):
+    for r, first, (boxes, features, labels, _), p in progress_bar(list(zip(records, outputs, rows, probs)),
+                                                                   desc="second look at the held-out photos' boxes"):
         keep = suppress(boxes, p, params.nms_iou, params.nms_contained)[: params.max_cats] if len(boxes) else []
         keep = to_look_at(p, keep, look.floor, look.count)
         if not keep:
             out.append((np.zeros((0, 4)), np.zeros((0, features.shape[1] + 5)), np.zeros(0, bool), np.zeros((0, 1000))))
             continue
-        crop_out = crop_outputs(r, boxes[keep])
-        out.append((boxes[keep], look_features(features[keep], crop_out), labels[keep],
-                    crop_out[Output.IMAGENET_LOGITS]))
+        logits, peaks = look_evidence(first, 0, boxes[keep], tuple(r["scene_size"]), params,
+                                      lambda b: crop_outputs(r, b))
+        out.append((boxes[keep], look_features(features[keep], logits, peaks), labels[keep], logits))
     return out
 
 
@@ -288,7 +293,7 @@ def choose_params(records: list[dict], outputs: list[dict],
     if look is not None:
         if crop_outputs is None:
             raise ValueError("a second look needs crop_outputs(record, boxes): the graph's outputs on the crops")
-        rows = _looked_at(records, rows, oof, look, crop_outputs)
+        rows = _looked_at(records, outputs, rows, oof, look, crop_outputs)
         _require_both_classes(rows, 5, f"the boxes the second look examines in {len(records)} held-out photos")
         oof = _out_of_fold(rows, folds)
         unseen = [bool(r["cats"]) for r, row in zip(records, rows) if not len(row[2])]
@@ -303,7 +308,8 @@ def choose_params(records: list[dict], outputs: list[dict],
     if look is not None:
         look_coef, look_intercept = _fit_score(rows)
         params = replace(params, look_size=look.size, look_count=look.count, look_floor=look.floor,
-                         look_margin=look.margin, look_coef=look_coef, look_intercept=look_intercept,
+                         look_margin=look.margin, look_reuse=look.reuse, look_coef=look_coef,
+                         look_intercept=look_intercept,
                          look_none_probability=none_probability)
     keys = ("is_cat_on_cat_photos", "cats_found", "extra_boxes_per_photo", "false_alarm_photos")
     return params, {"thresholds": [thr, thr2], "false_alarm_budget_met": budget_met,
