@@ -1,6 +1,7 @@
-"""How many boxes the second look examines per photo, on the bench's generated photo sets: the part
-of the detect stage's cost that depends on the detector file (each look is a 192 x 192 run of the
-graph, about 0.75 of the first pass).
+"""How many crops the second look cuts out and runs per photo, on the bench's generated photo sets:
+the part of the detect stage's cost that depends on the detector file (each is a 192 x 192 run of
+the graph, about 0.75 of the first pass; since v0.7 a box whose crop would cover half the photo
+reuses the first pass instead and is not counted).
 
     git show 31bfcc9:src/catscanner/models/detector.onnx > /tmp/detector_v04.onnx
     python benchmarks/looks_per_photo.py /tmp/detector_v04.onnx src/catscanner/models/detector.onnx

@@ -184,9 +184,14 @@ class _Leopard:
 def test_a_looked_at_box_is_wild_only_where_the_head_sees_a_cat(scanner, test_cats):
     """ImageNet calls a giraffe's coat leopard; the head sees no cat's centre in it. Bengal photos
     with ImageNet pushed to "leopard" give wild boxes; the same crops with their heat maps turned
-    down under ``wild_min_peak`` (what the head gives a giraffe) give none."""
+    down under ``wild_min_peak`` (what the head gives a giraffe) give none. Every box is cut out here
+    (``look_reuse`` 0); a box that reuses the first pass reads the first pass's heat map, which the
+    next test holds under the bar."""
+    from dataclasses import replace
+
     det: CatDetector = scanner.detector
     bar = det.params.wild_min_peak
+    params = replace(det.params, look_reuse=0.0)
     leopard = CatDetector(_Leopard(det.model))
     for photo in [c.path for c in test_cats[BREEDS.index("Bengal")][:3]]:
         img = load_image(photo)
@@ -200,8 +205,8 @@ def test_a_looked_at_box_is_wild_only_where_the_head_sees_a_cat(scanner, test_ca
             crops[Output.CAT_HEATMAP] = heat * (0.5 * bar / heat.max())
             return crops
 
-        assert any(c.wild_cat == "leopard" for c in candidates(out, 0, det.params, scale, look)), photo
-        found = candidates(out, 0, det.params, scale, faint)
+        assert any(c.wild_cat == "leopard" for c in candidates(out, 0, params, scale, look)), photo
+        found = candidates(out, 0, params, scale, faint)
         assert found and all(c.wild_cat is None for c in found), (photo, found)
 
 

@@ -143,8 +143,10 @@ def test_detector_metadata_without_a_box_classifier_or_second_look_reads_as_befo
     del older["detection"]["wild_min_peak"]  # files before the heat-map bar for wild cats: no bar
     assert ModelMeta.from_json(json.dumps(older)).detection.wild_min_peak == 0.0
     assert 0.0 < shipped.detection.wild_min_peak < 1.0
+    del older["detection"]["look_reuse"]  # files before v0.7: every looked-at box is cut out
+    assert ModelMeta.from_json(json.dumps(older)).detection.look_reuse == 0.0 < shipped.detection.look_reuse
     plain = replace(shipped.detection, look_size=0, look_count=0, look_floor=0.0, look_margin=1.15, look_coef=None,
-                    look_intercept=0.0, look_none_probability=0.0)
+                    look_intercept=0.0, look_none_probability=0.0, look_reuse=0.0)
     meta = ModelMeta(**{**shipped.__dict__, "detection": plain})
     raw = json.loads(meta.to_json())
     # older readers see the keys they know

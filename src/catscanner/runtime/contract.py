@@ -131,9 +131,9 @@ class ModelMeta:
             del d["detection"]["box_classifier"], d["detection"]["box_classifier_intercept"]
         if d["detection"] is not None and not d["detection"]["look_size"]:  # likewise without a second look
             for key in ("look_size", "look_count", "look_floor", "look_margin", "look_coef", "look_intercept",
-                        "look_none_probability"):
+                        "look_none_probability", "look_reuse"):
                 del d["detection"][key]
-        if d["detection"] is not None and not d["detection"]["look_reuse"]:  # and without reuse
+        if d["detection"] is not None and not d["detection"].get("look_reuse", 1):  # and without reuse
             del d["detection"]["look_reuse"]
         d["preprocess"] = self.preprocess.to_dict()
         d["breeds"] = list(self.breeds)
