@@ -16,7 +16,7 @@ except ImportError:  # pragma: no cover - the README's test command installs it
     pytest.fail("test_fit_detector.py needs PyTorch: pip install torch==2.13.0 -e '.[train,test]'", pytrace=False)
 
 from catscanner.runtime.contract import ModelFiles, Output
-from catscanner.runtime.imaging import load_image, preprocess_frame
+from catscanner.runtime.imaging import frame_size, load_image, preprocess_frame
 from catscanner.runtime.scanner import Scanner
 from catscanner.training.fit_detector import fit_detector
 
@@ -65,17 +65,23 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
 
 def test_fit_detector_with_a_stride_8_head(data_dir, cat_photo, tmp_path):
     """``--stride 8``: the head also reads the backbone's stride-8 features; the exported heat map,
-    the stored parameters and the scanner's boxes follow that stride."""
+    the stored parameters and the scanner's boxes follow that stride. ``run_pixels``: the head trains
+    on 50,000-pixel features, the thresholds are chosen on the held-out photos at 75,000, and the file
+    says so: the runtime's first pass is that size."""
     models = tmp_path / "models"
     models.mkdir()
     shutil.copy(ModelFiles.resolve(None).breeds, models / "breeds.onnx")
     report = fit_detector(data_dir, models / "detector.onnx", n_scenes=40, epochs=4, threads=2,
-                          refit_all=False, max_photos=30, stride=8, box_classifier=True)
+                          refit_all=False, max_photos=30, stride=8, box_classifier=True, run_pixels=75_000)
     assert report["stride"] == 8 and report["box_classifier"]["candidates"] > 0
+    assert (report["max_pixels"], report["run_pixels"]) == (50_000, 75_000)
     scanner = Scanner(models, threads=1)
     det = scanner.detector
     assert det.params.stride == 8 and det.model.meta.details["head"]["stride"] == 8
-    x = preprocess_frame(load_image(cat_photo), det.preprocess)[None]
+    assert det.preprocess.max_pixels == 75_000
+    img = load_image(cat_photo)
+    x = preprocess_frame(img, det.preprocess)[None]
+    assert (x.shape[3], x.shape[2]) == frame_size(*img.size, 75_000) != frame_size(*img.size, 50_000)
     heat = det.model.run(x)[Output.CAT_HEATMAP]
     assert heat.shape[2:] == (x.shape[2] // 8, x.shape[3] // 8)
     result = scanner.scan(cat_photo)

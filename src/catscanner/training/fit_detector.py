@@ -141,6 +141,24 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
     return records
 
 
+def records_at(records: list[dict], pools: Pools, spec: Preprocess, threads: int) -> list[dict]:
+    """The records with their backbone features computed again from their photos (rebuilt from
+    ``pools``) as ``spec`` resizes them: the first pass at another size than the head was trained at."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        session = ort.InferenceSession(str(_export_taps(Path(tmp) / "taps.onnx")), opts, providers=["CPUExecutionProvider"])
+        for r in progress_bar(records, desc=f"features of {len(records)} photos at {spec.max_pixels:,} pixels"):
+            x = preprocess_frame(scene_by_key(pools, r["key"]).image, spec)[None]
+            c3, c4, c5 = session.run(None, {"image": x})
+            out.append({**r, "in_size": (x.shape[3], x.shape[2]), "c3": c3[0].astype(np.float16),
+                        "c4": c4[0].astype(np.float16), "c5": c5[0].astype(np.float16)})
+    return out
+
+
 def _outcomes(records: list[dict], candidates_per_record: list[list], params: DetectionParams) -> list[PhotoOutcome]:
     """Photo outcomes of the runtime's decision (house cats only) given each record's candidates."""
     res = []
@@ -389,7 +407,7 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
                  threads: int = 2, seed: int = 0, refit_all: bool = True, max_photos: int = 0,
                  box_classifier: bool = False, cache: Path | None = None, dropout: float = 0.0,
                  look: SecondLook | None = SecondLook(), stride: int = 16,
-                 first_head: Path | None = None, fine_input: bool = False) -> dict:
+                 first_head: Path | None = None, fine_input: bool = False, run_pixels: int = MAX_PIXELS) -> dict:
     """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report.
     The defaults are the shipped detector's recipe.
 
@@ -399,7 +417,10 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
     model card, so off by default). ``cache``: folder for the backbone features. ``dropout``: of the
     head's input features in training (:func:`.detection.train_head`). ``look``: the second look at
     the likeliest boxes (None: none). ``stride``: of the head's heat map (8 or 16). ``fine_input``: a
-    stride-16 head also reads the stride-8 features (:class:`.detection.CatHead`)."""
+    stride-16 head also reads the stride-8 features (:class:`.detection.CatHead`). ``run_pixels``: the
+    first pass's size at run time; the head is trained on features at ``MAX_PIXELS`` (cached), the
+    scores and thresholds are chosen on the held-out photos' features at ``run_pixels``, as the
+    runtime will see them (cats look larger to the head than in training)."""
     torch.set_num_threads(threads)
     t0 = time.time()
     pools = Pools("fit", data)
@@ -415,14 +436,16 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
     verifier, verifier_report = fit_box_classifier(train, head_outputs(head, classifier, train), stride) \
         if box_classifier else (None, None)
     crop_outputs = crop_outputs_of(head, pools, look) if look is not None else None
-    params, report = choose_params(held, head_outputs(head, classifier, held), verifier, look, crop_outputs, stride)
+    spec = replace(SPEC, max_pixels=run_pixels)
+    held_run = held if run_pixels == MAX_PIXELS else records_at(held, pools, spec, threads)
+    params, report = choose_params(held_run, head_outputs(head, classifier, held_run), verifier, look, crop_outputs, stride)
     report["box_classifier"] = verifier_report
     print(f"chosen on {len(held)} held-out fit photos: {report['held_out_out_of_fold']}", flush=True)
-    settings = {"scenes": n_scenes, "epochs": epochs, "seed": seed, "dropout": dropout, "max_pixels": MAX_PIXELS,
+    settings = {"scenes": n_scenes, "epochs": epochs, "seed": seed, "dropout": dropout, "max_pixels": MAX_PIXELS, "run_pixels": run_pixels,
                 "stride": stride, "fine_input": fine_input, "second_look": None if look is None else asdict(look)}
     if refit_all:
         if first_head is not None:
-            export_detector(head, params, first_head,
+            export_detector(head, params, first_head, spec=spec, details=
                             {"fit": {**report, **settings, "fit_photos": len(train), "refit_all": False,
                                      "seconds": round(time.time() - t0)}})
             print(f"wrote the four-fifths head to {first_head}", flush=True)
@@ -430,12 +453,14 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
                       fine_input=fine_input)
     report.update({"fit_photos": len(train) + (len(held) if refit_all else 0), "refit_all": refit_all,
                    **settings, "seconds": round(time.time() - t0)})
-    export_detector(head, params, out, {"fit": report})
+    export_detector(head, params, out, {"fit": report}, spec)
     return report
 
 
-def export_detector(head: CatHead, params: DetectionParams, out: Path, details: dict | None = None) -> Path:
-    """Backbone + head + ImageNet outputs as one ONNX graph with dynamic height and width."""
+def export_detector(head: CatHead, params: DetectionParams, out: Path, details: dict | None = None,
+                    spec: Preprocess = SPEC) -> Path:
+    """Backbone + head + ImageNet outputs as one ONNX graph with dynamic height and width; ``spec``:
+    the preprocessing stored with it (the first pass's size)."""
     net = WholeFrameDetectorNet(load_backbone(BACKBONE), head.eval())
-    meta = ModelMeta("detector", BACKBONE, SPEC, detection=params, details={"head": head.config, **(details or {})})
+    meta = ModelMeta("detector", BACKBONE, spec, detection=params, details={"head": head.config, **(details or {})})
     return export_onnx(net, meta, out, DETECTOR_OUTPUTS, dynamic_size=True)
