@@ -407,7 +407,7 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
                  threads: int = 2, seed: int = 0, refit_all: bool = True, max_photos: int = 0,
                  box_classifier: bool = False, cache: Path | None = None, dropout: float = 0.0,
                  look: SecondLook | None = SecondLook(), stride: int = 16,
-                 first_head: Path | None = None, fine_input: bool = False, run_pixels: int = MAX_PIXELS) -> dict:
+                 first_head: Path | None = None, fine_input: bool = False, run_pixels: int = 75_000) -> dict:
     """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report.
     The defaults are the shipped detector's recipe.
 
