@@ -42,7 +42,9 @@ from . import scenes as scenes_module
 from .scenes import Pools, Scene, make_scene, plain_items, scene_by_key
 
 BACKBONE = "efficientnet_lite0"
-MAX_PIXELS = 50_000  # the detector's input: the whole photo at most this big (about today's 224 x 224)
+# the head trains on features of the whole photo at most this big (about v0.1's 224 x 224); the
+# detector runs at fit_detector's run_pixels (v0.8: 75,000), its scores and thresholds chosen there
+MAX_PIXELS = 50_000
 SPEC = Preprocess(320, 1.0, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0), "bicubic", MAX_PIXELS, 32)
 FALSE_ALARM_BUDGET = 0.005  # share of cat-free held-out photos that may be called "cat"
 PEAK_THRESHOLD = 0.05  # heat-map peaks below this are not even candidates
