@@ -13,7 +13,12 @@
   let current = 0;          // id of the latest scan; answers to older ones are ignored
   let previewUrl = null;
 
-  const percent = (share) => `${Math.round(share)} %`;
+  // shares come with one decimal; a half rounds to even, as the CLI's Python formatting does
+  // (Math.round alone showed 91 % where the CLI said 90 % for a share of 90.5)
+  const percent = (share) => {
+    const r = Math.round(share);
+    return `${Math.abs(share % 1) === 0.5 && r % 2 ? r - 1 : r} %`;
+  };
 
   function showError(message) {
     els.result.hidden = true;  // the photo could not be scanned: only the message matters
