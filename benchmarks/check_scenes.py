@@ -19,7 +19,8 @@ Nothing of the report side is read.
 Also printed: why check-scene cats get no candidate box at all (heat-map peak >= 0.05 whose box
 finds them), and with ``--choose-on-half``, what choosing the second score and the thresholds on the
 held-out fifth plus half of the check scenes (``--scenes`` of them; the other half measures) would give;
-with ``--curve``, the check scenes at every photo threshold; with ``--variants``, ways of choosing the candidates and boxes that cost no more looks (``VARIANTS``),
+with ``--curve``, the check scenes at every photo threshold; with ``--variants``, ways of choosing
+the candidates and boxes that cost no more looks (``VARIANTS``),
 each chosen on the held-out fifth as the fit would and measured on the check scenes.
 """
 from __future__ import annotations

@@ -133,8 +133,8 @@ class ModelMeta:
             for key in ("look_size", "look_count", "look_floor", "look_margin", "look_coef", "look_intercept",
                         "look_none_probability", "look_reuse"):
                 del d["detection"][key]
-        if d["detection"] is not None and not d["detection"].get("look_reuse", 1):  # and without reuse
-            del d["detection"]["look_reuse"]
+        if d["detection"] is not None and not d["detection"].get("look_reuse"):  # likewise without reuse
+            d["detection"].pop("look_reuse", None)
         d["preprocess"] = self.preprocess.to_dict()
         d["breeds"] = list(self.breeds)
         return json.dumps(d)

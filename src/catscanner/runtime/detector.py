@@ -21,7 +21,7 @@ from ..errors import ModelError
 from .breeds import softmax
 from .contract import DetectionParams, Output
 from .imagenet import CAT_CLASSES, CLASS_GROUPS, WILD_CAT_CLASSES, class_names
-from .imaging import preprocess_frame, preprocess_square
+from .imaging import crop_square, preprocess_frame, preprocess_square
 from .onnx_model import OnnxModel
 from .schema import ImageNetLabel
 
@@ -184,12 +184,10 @@ def look_features(first: np.ndarray, logits: np.ndarray, peaks: np.ndarray) -> n
 
 def look_share(box, size: tuple[float, float], margin: float) -> float:
     """The share of a photo of ``size`` (w, h) that the second look's crop of ``box`` covers (a
-    square of ``margin`` x its longer side centred on it, see ``imaging.preprocess_square``)."""
-    left, top, right, bottom = box
-    side = margin * max(right - left, bottom - top)
-    cx, cy = (left + right) / 2, (top + bottom) / 2
-    w = min(size[0], cx + side / 2) - max(0.0, cx - side / 2)
-    h = min(size[1], cy + side / 2) - max(0.0, cy - side / 2)
+    square of ``margin`` x its longer side centred on it, ``imaging.crop_square``)."""
+    x0, y0, side = crop_square(tuple(box), margin)
+    w = min(size[0], x0 + side) - max(0.0, x0)
+    h = min(size[1], y0 + side) - max(0.0, y0)
     return max(0.0, w) * max(0.0, h) / (size[0] * size[1])
 
 

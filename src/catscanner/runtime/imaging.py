@@ -350,15 +350,21 @@ def preprocess_box(img: Image.Image, box: tuple[float, float, float, float], spe
     return normalize(resized, spec)
 
 
+def crop_square(box: tuple[float, float, float, float], margin: float) -> tuple[float, float, float]:
+    """(left, top, side) of the square of ``margin`` times the box's longer side centred on the box
+    (what the detector's second look cuts out, :func:`preprocess_square`)."""
+    left, top, right, bottom = box
+    side = max(1.0, margin * max(right - left, bottom - top))
+    return (left + right - side) / 2, (top + bottom - side) / 2, side
+
+
 def preprocess_square(img: Image.Image, box: tuple[float, float, float, float], size: int, spec: Preprocess,
                       margin: float = 1.15) -> np.ndarray:
     """The whole of ``box`` (``img`` pixels) and a margin around it: a square of ``margin`` times the
     box's longer side, centred on the box, resized to ``size`` x ``size`` and normalised (float32
     CHW). Where the square sticks out of the photo it is filled with the normalisation's mean
     colour (zeros after normalising), so the box stays centred and at one scale."""
-    left, top, right, bottom = box
-    side = max(1.0, margin * max(right - left, bottom - top))
-    x0, y0 = (left + right - side) / 2, (top + bottom - side) / 2
+    x0, y0, side = crop_square(box, margin)
     fill = tuple(int(round(m)) for m in spec.mean)
     canvas = Image.new("RGB", (size, size), fill)
     vx0, vy0 = max(0.0, x0), max(0.0, y0)
