@@ -135,6 +135,28 @@ def test_feature_cache_is_reused_for_the_same_inputs_only(data_dir, tmp_path, ca
     assert len(list(tmp_path.glob("features_fit_2_*.pkl"))) == 3 and not list(tmp_path.glob("*.tmp"))
 
 
+def test_features_follow_the_training_size_and_match_the_recomputed_ones(data_dir, tmp_path):
+    """``--train-pixels``: the head's features come from photos resized as the runtime's first pass
+    at that size, cached apart from other sizes; and ``records_at`` (the held-out photos recomputed
+    at the run size) gives exactly the features a fit at that size would have cached."""
+    from dataclasses import replace
+
+    from catscanner.training.fit_detector import SPEC, feature_records, records_at
+    from catscanner.training.scenes import Pools
+
+    pools = Pools("fit", data_dir)
+    pools.cats, pools.dogs, pools.coco = pools.cats[:3], pools.dogs[:2], pools.coco[:2]
+    small = feature_records(pools, 2, threads=1, cache=tmp_path)
+    large = feature_records(pools, 2, threads=1, cache=tmp_path, spec=replace(SPEC, max_pixels=75_000))
+    assert len(list(tmp_path.glob("features_fit_2_*.pkl"))) == 2  # one file per size
+    for a, b in zip(small, large):
+        assert a["key"] == b["key"] and a["scene_size"] == b["scene_size"]
+        assert a["in_size"] == frame_size(*a["scene_size"], 50_000) != b["in_size"] == frame_size(*b["scene_size"], 75_000)
+        assert b["c5"].shape[1:] == (b["in_size"][1] // 32, b["in_size"][0] // 32)
+    again = records_at(small, pools, replace(SPEC, max_pixels=75_000), threads=1)
+    assert all(np.array_equal(a["c3"], b["c3"]) and a["in_size"] == b["in_size"] for a, b in zip(again, large))
+
+
 def test_detector_metadata_without_a_box_classifier_or_second_look_reads_as_before():
     from dataclasses import asdict, replace
 

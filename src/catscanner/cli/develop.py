@@ -154,7 +154,8 @@ def fit_detector(
     look_count: Annotated[int, typer.Option(help="Second look: at most this many boxes per photo, most probable first.", min=1, max=20)] = 3,
     look_floor: Annotated[float, typer.Option(help="Second look: boxes whose first score is below this are dropped unexamined.", min=0.0, max=1.0)] = 0.1,
     look_reuse: Annotated[float, typer.Option(help="Second look: a box whose crop would cover at least this share of the photo reuses the first pass's outputs on the whole photo instead of a crop (0: every box is cut out and run again).", min=0.0, max=1.0)] = 0.5,
-    run_pixels: Annotated[int, typer.Option(help="The first pass's size at run time, in pixels: the head trains on features at 50,000 (cached); the scores and thresholds are chosen at this size.", min=20_000, max=400_000)] = 75_000,
+    run_pixels: Annotated[int, typer.Option(help="The first pass's size at run time, in pixels: the scores and thresholds are chosen at this size.", min=20_000, max=400_000)] = 75_000,
+    train_pixels: Annotated[int, typer.Option(help="The size, in pixels, of the photos and scenes whose backbone features (cached) the head trains on.", min=20_000, max=400_000)] = 50_000,
     stride: Annotated[int, typer.Option(help="Input pixels per heat-map cell: 16, or 8 (also reads the backbone's stride-8 features: for small cats).")] = 16,
     fine_input: Annotated[bool, typer.Option(help="A stride-16 head also reads the backbone's stride-8 features (detail for small cats; about the same work).")] = False,
     first_head: Annotated[Optional[Path], typer.Option(help="With --refit-all, also write the head trained on four fifths (the one the thresholds were chosen with) to this ONNX file, for benchmarks/check_scenes.py.")] = None,
@@ -175,7 +176,7 @@ def fit_detector(
         fail(f"--look-size/--look-count/--look-floor: {e}.")
     fit(data, out, n_scenes=scenes, epochs=epochs, threads=threads, seed=seed, refit_all=refit_all,
         box_classifier=box_classifier, cache=cache, dropout=dropout, look=look, stride=stride, first_head=first_head,
-        fine_input=fine_input, run_pixels=run_pixels)
+        fine_input=fine_input, run_pixels=run_pixels, train_pixels=train_pixels)
     console.print(f"wrote {out}")
 
 

@@ -21,6 +21,7 @@ import os
 import pickle
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -42,8 +43,9 @@ from . import scenes as scenes_module
 from .scenes import Pools, Scene, make_scene, plain_items, scene_by_key
 
 BACKBONE = "efficientnet_lite0"
-# the head trains on features of the whole photo at most this big (about v0.1's 224 x 224); the
-# detector runs at fit_detector's run_pixels (v0.8: 75,000), its scores and thresholds chosen there
+# the head trains by default on features of the whole photo at most this big (about v0.1's 224 x 224;
+# fit_detector's train_pixels); the detector runs at fit_detector's run_pixels (v0.8: 75,000), its
+# scores and thresholds chosen there
 MAX_PIXELS = 50_000
 SPEC = Preprocess(320, 1.0, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0), "bicubic", MAX_PIXELS, 32)
 FALSE_ALARM_BUDGET = 0.005  # share of cat-free held-out photos that may be called "cat"
@@ -95,70 +97,72 @@ def _export_taps(path: Path) -> Path:
     return path
 
 
-def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, cache: Path | None = None) -> list[dict]:
-    """Backbone features (float16) of the split's plain photos and ``n_scenes`` composites; with
-    ``cache`` (a folder of your own: the files are pickles), kept in a file there named by what they
-    come from (the photos, the scene count and seed, the preprocessing, the backbone and this code)
-    and read back by later runs."""
+@contextmanager
+def _taps_session(threads: int):
+    """An ONNX Runtime session of the frozen backbone's feature taps (c3, c4, c5), any input size."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    with tempfile.TemporaryDirectory() as tmp:
+        yield ort.InferenceSession(str(_export_taps(Path(tmp) / "taps.onnx")), opts, providers=["CPUExecutionProvider"])
+
+
+def _features(session, image, spec: Preprocess) -> dict:
+    """The backbone features (float16) of one photo resized exactly as the runtime's first pass does."""
+    x = preprocess_frame(image, spec)[None]
+    c3, c4, c5 = session.run(None, {"image": x})
+    return {"in_size": (x.shape[3], x.shape[2]), "c3": c3[0].astype(np.float16), "c4": c4[0].astype(np.float16),
+            "c5": c5[0].astype(np.float16)}
+
+
+def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, cache: Path | None = None,
+                    spec: Preprocess = SPEC) -> list[dict]:
+    """Backbone features (float16) of the split's plain photos and ``n_scenes`` composites, each
+    resized as ``spec`` says; with ``cache`` (a folder of your own: the files are pickles), kept in a
+    file there named by what they come from (the photos, the scene count and seed, the preprocessing,
+    the backbone and this code) and read back by later runs."""
     if cache is not None:
         # the pools in order (scenes pick photos by position), the scene recipe and the feature code
         names = "|".join(str(it) for kind in ("cats", "dogs", "coco") for it in getattr(pools, kind))
-        code = inspect.getsource(scenes_module) + inspect.getsource(feature_records) + inspect.getsource(backbone_taps)
+        code = "".join(inspect.getsource(f) for f in (scenes_module, feature_records, _features, backbone_taps))
         taps = f"{FINE_TAP_BLOCK}|{TAP_BLOCK}"
-        key = hashlib.sha1(f"{names}|{n_scenes}|{seed}|{SPEC.to_dict()}|{BACKBONE}|{taps}|{code}".encode()).hexdigest()[:16]
+        key = hashlib.sha1(f"{names}|{n_scenes}|{seed}|{spec.to_dict()}|{BACKBONE}|{taps}|{code}".encode()).hexdigest()[:16]
         path = Path(cache) / f"features_{pools.split}_{n_scenes}_{key}.pkl"
         if path.is_file():
             print(f"features read from {path}", flush=True)
             with open(path, "rb") as f:
                 return pickle.load(f)
-        records = feature_records(pools, n_scenes, threads, seed)
+        records = feature_records(pools, n_scenes, threads, seed, spec=spec)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         with open(partial, "wb") as f:
             pickle.dump(records, f, protocol=pickle.HIGHEST_PROTOCOL)
         partial.replace(path)
         return records
-    import onnxruntime as ort
 
-    with tempfile.TemporaryDirectory() as tmp:
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        session = ort.InferenceSession(str(_export_taps(Path(tmp) / "taps.onnx")), opts,
-                                       providers=["CPUExecutionProvider"])
+    def record(session, scene: Scene, kind: str) -> dict:
+        W, H = scene.image.size
+        return dict(key=scene.key, kind=kind, scene_size=(W, H),
+                    cats=[(c.box[0] / W, c.box[1] / H, c.box[2] / W, c.box[3] / H) for c in scene.cats],
+                    breeds=[c.label for c in scene.cats], names=[c.name for c in scene.cats],
+                    **_features(session, scene.image, spec))
 
-        def record(scene: Scene, kind: str) -> dict:
-            W, H = scene.image.size
-            x = preprocess_frame(scene.image, SPEC)[None]  # exactly as the runtime resizes
-            size = (x.shape[3], x.shape[2])
-            c3, c4, c5 = session.run(None, {"image": x})
-            return dict(key=scene.key, kind=kind, in_size=size, scene_size=(W, H),
-                        cats=[(c.box[0] / W, c.box[1] / H, c.box[2] / W, c.box[3] / H) for c in scene.cats],
-                        breeds=[c.label for c in scene.cats], names=[c.name for c in scene.cats],
-                        c3=c3[0].astype(np.float16), c4=c4[0].astype(np.float16), c5=c5[0].astype(np.float16))
-
+    where = f"at {spec.max_pixels:,} pixels"
+    with _taps_session(threads) as session:
         plain = [(s, k) for k in ("cat", "dog", "coco") for s in plain_items(pools, k)]
-        records = [record(s, k) for s, k in progress_bar(plain, desc=f"features of {pools.split} photos")]
-        records += [record(make_scene(pools, i, seed), "scene")
-                    for i in progress_bar(range(n_scenes), desc=f"features of {pools.split} scenes")]
+        records = [record(session, s, k) for s, k in progress_bar(plain, desc=f"features of {pools.split} photos {where}")]
+        records += [record(session, make_scene(pools, i, seed), "scene")
+                    for i in progress_bar(range(n_scenes), desc=f"features of {pools.split} scenes {where}")]
     return records
 
 
 def records_at(records: list[dict], pools: Pools, spec: Preprocess, threads: int) -> list[dict]:
     """The records with their backbone features computed again from their photos (rebuilt from
     ``pools``) as ``spec`` resizes them: the first pass at another size than the head was trained at."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    out = []
-    with tempfile.TemporaryDirectory() as tmp:
-        session = ort.InferenceSession(str(_export_taps(Path(tmp) / "taps.onnx")), opts, providers=["CPUExecutionProvider"])
-        for r in progress_bar(records, desc=f"features of {len(records)} photos at {spec.max_pixels:,} pixels"):
-            x = preprocess_frame(scene_by_key(pools, r["key"]).image, spec)[None]
-            c3, c4, c5 = session.run(None, {"image": x})
-            out.append({**r, "in_size": (x.shape[3], x.shape[2]), "c3": c3[0].astype(np.float16),
-                        "c4": c4[0].astype(np.float16), "c5": c5[0].astype(np.float16)})
-    return out
+    with _taps_session(threads) as session:
+        return [{**r, **_features(session, scene_by_key(pools, r["key"]).image, spec)}
+                for r in progress_bar(records, desc=f"features of {len(records)} photos at {spec.max_pixels:,} pixels")]
 
 
 def _outcomes(records: list[dict], candidates_per_record: list[list], params: DetectionParams) -> list[PhotoOutcome]:
@@ -409,7 +413,8 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
                  threads: int = 2, seed: int = 0, refit_all: bool = True, max_photos: int = 0,
                  box_classifier: bool = False, cache: Path | None = None, dropout: float = 0.0,
                  look: SecondLook | None = SecondLook(), stride: int = 16,
-                 first_head: Path | None = None, fine_input: bool = False, run_pixels: int = 75_000) -> dict:
+                 first_head: Path | None = None, fine_input: bool = False, run_pixels: int = 75_000,
+                 train_pixels: int = MAX_PIXELS) -> dict:
     """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report.
     The defaults are the shipped detector's recipe.
 
@@ -420,9 +425,9 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
     head's input features in training (:func:`.detection.train_head`). ``look``: the second look at
     the likeliest boxes (None: none). ``stride``: of the head's heat map (8 or 16). ``fine_input``: a
     stride-16 head also reads the stride-8 features (:class:`.detection.CatHead`). ``run_pixels``: the
-    first pass's size at run time; the head is trained on features at ``MAX_PIXELS`` (cached), the
-    scores and thresholds are chosen on the held-out photos' features at ``run_pixels``, as the
-    runtime will see them (cats look larger to the head than in training)."""
+    first pass's size at run time; ``train_pixels``: the size of the photos whose features (cached)
+    the head is trained on. When they differ, the scores and thresholds are chosen on the held-out
+    photos' features computed again at ``run_pixels``, as the runtime will see them."""
     torch.set_num_threads(threads)
     t0 = time.time()
     pools = Pools("fit", data)
@@ -430,7 +435,7 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
         for kind in ("cats", "dogs", "coco"):
             items = getattr(pools, kind)
             setattr(pools, kind, items[:: max(1, len(items) // max_photos)][:max_photos])
-    records = feature_records(pools, n_scenes, threads, seed, cache)
+    records = feature_records(pools, n_scenes, threads, seed, cache, replace(SPEC, max_pixels=train_pixels))
     train, held = split_by_cat(records)
     head = train_head(train, epochs=epochs, seed=seed, progress=progress_bar, dropout=dropout, stride=stride,
                       fine_input=fine_input)
@@ -439,11 +444,11 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
         if box_classifier else (None, None)
     crop_outputs = crop_outputs_of(head, pools, look) if look is not None else None
     spec = replace(SPEC, max_pixels=run_pixels)
-    held_run = held if run_pixels == MAX_PIXELS else records_at(held, pools, spec, threads)
+    held_run = held if run_pixels == train_pixels else records_at(held, pools, spec, threads)
     params, report = choose_params(held_run, head_outputs(head, classifier, held_run), verifier, look, crop_outputs, stride)
     report["box_classifier"] = verifier_report
     print(f"chosen on {len(held)} held-out fit photos: {report['held_out_out_of_fold']}", flush=True)
-    settings = {"scenes": n_scenes, "epochs": epochs, "seed": seed, "dropout": dropout, "max_pixels": MAX_PIXELS, "run_pixels": run_pixels,
+    settings = {"scenes": n_scenes, "epochs": epochs, "seed": seed, "dropout": dropout, "max_pixels": train_pixels, "run_pixels": run_pixels,
                 "stride": stride, "fine_input": fine_input, "second_look": None if look is None else asdict(look)}
     if refit_all:
         if first_head is not None:
