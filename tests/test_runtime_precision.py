@@ -11,8 +11,8 @@
 
 * The detector (issue 9 item 2): scans on OpenVINO against scans on ONNX Runtime f32 of 96 photos
   (48 Oxford test cats, 24 test dogs, 24 COCO photos without a cat): verdicts identical on
-  >= 99.5 % (so on 96 photos: all) and every cat's box IoU >= 0.9 (:func:`scan_pairs`,
-  :func:`detector_agreement`; the full-size check is ``benchmarks/runtimes.py``).
+  >= 99.5 % (so on 96 photos: all) and every cat's box IoU >= 0.9 (:func:`detector_agreement`; the full-size check is ``benchmarks/runtimes.py``). In bf16 the boxes
+  miss that bar, so "auto" runs the detector in f32 on every CPU.
 """
 
 from __future__ import annotations
@@ -85,14 +85,6 @@ def make_scanner(runtime: str, precision: str = "auto"):
     if "runtime" not in inspect.signature(Scanner).parameters:
         pytest.skip("Scanner(runtime=..., precision=...) is not wired to load_model yet (issue 9)")
     return Scanner(threads=1, runtime=runtime, precision=precision)
-
-
-def scan_pairs(photos: list[Path], runtime: str, precision: str, reference: list | None = None) -> list[tuple]:
-    """(f32 ONNX Runtime result, ``runtime``/``precision`` result) for each photo; ``reference``:
-    the f32 results if already scanned."""
-    if reference is None:
-        reference = list(make_scanner("onnxruntime", "f32").scan_many(photos))
-    return list(zip(reference, make_scanner(runtime, precision).scan_many(photos)))
 
 
 def box_iou(a, b) -> float:
@@ -335,8 +327,25 @@ def f32_scans(detector_photos) -> list:
     return list(make_scanner("onnxruntime", "f32").scan_many(detector_photos))
 
 
-@pytest.mark.parametrize("precision", _precisions())
-def test_detector_on_openvino_matches_f32(precision, detector_photos, f32_scans):
-    check = detector_agreement(scan_pairs(detector_photos, "openvino", precision, reference=f32_scans))
+@pytest.mark.parametrize("precision", ["f32", "auto"])
+def test_detector_on_openvino_matches_f32(precision, detector_photos, f32_scans, monkeypatch):
+    """What the scanner runs the detector in on OpenVINO ("auto": f32 even where bf16 is native, see
+    the next test) keeps issue 9's bar: the same verdicts, every box at IoU >= 0.9 with f32."""
+    monkeypatch.delenv(engine.ENV_PRECISION, raising=False)
+    scanner = make_scanner("openvino", precision)
+    assert scanner.detector.model.precision == "f32"
+    assert scanner.classifier.model.precision == engine.choose_precision("openvino", precision)
+    check = detector_agreement(list(zip(f32_scans, scanner.scan_many(detector_photos))))
     assert check["verdict_agreement"] >= VERDICT_AGREEMENT, check
     assert check["n_boxes"] >= 40 and check["box_iou_min"] >= BOX_IOU, check
+
+
+@pytest.mark.skipif(not engine.native_bf16(), reason="this CPU has no native bf16")
+def test_detector_in_bf16_only_when_asked_for(detector_photos, f32_scans):
+    """Why "auto" keeps the detector in f32: in bf16 its verdicts hold but its boxes move past issue
+    9's bar (measured on these 96 photos: box IoU with f32 down to 0.73 for v0.9, 0.83 for v0.8, on a
+    CPU with AMX). Asked for by name, bf16 is still what it runs in."""
+    scanner = make_scanner("openvino", "bf16")
+    assert scanner.detector.model.precision == "bf16"
+    check = detector_agreement(list(zip(f32_scans, scanner.scan_many(detector_photos))))
+    assert check["verdict_agreement"] >= VERDICT_AGREEMENT and check["box_iou_median"] >= BOX_IOU, check

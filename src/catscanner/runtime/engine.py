@@ -7,7 +7,8 @@
 * **OpenVINO** (``runtime="openvino"``, ``pip install "catscanner[openvino]"``): the ONNX file
   compiled for the CPU with ``INFERENCE_NUM_THREADS=threads`` and ``PERFORMANCE_HINT=LATENCY``
   (``streams=N``: N streams of ``threads`` threads, for N threads calling at once), once, keeping the file's dynamic dimensions (batch; a whole-frame detector's height and width),
-  in bfloat16 where the CPU computes it natively (AVX-512 BF16 or AMX) and float32 elsewhere.
+  in bfloat16 where the CPU computes it natively (AVX-512 BF16 or AMX) and float32 elsewhere
+  (``auto_bf16=False``: float32 unless bf16 is asked for by name; the scanner's detector).
 
 ``"auto"`` takes the environment variable ``CATSCAN_RUNTIME`` / ``CATSCAN_PRECISION`` when set,
 else OpenVINO when it is installed and the CPU computes bf16 natively (issue 9 measured it 2-3x
@@ -371,14 +372,17 @@ def _requested(value: str | None, allowed: tuple[str, ...], what: str, env: str)
 
 
 def load_model(path: str | Path, threads: int | None = None, runtime: str | None = AUTO,
-               precision: str | None = AUTO, *, streams: int | None = None) -> Model:
+               precision: str | None = AUTO, *, streams: int | None = None, auto_bf16: bool = True) -> Model:
     """Load one exported model on ``runtime`` ("auto", "openvino", "onnxruntime") in ``precision``
     ("auto", "f32", "bf16"); see the module docstring for what "auto" picks. ``streams``: OpenVINO
-    streams for that many threads calling ``run`` at once (ONNX Runtime needs none). Raises ModelError."""
+    streams for that many threads calling ``run`` at once (ONNX Runtime needs none). ``auto_bf16``
+    False: "auto" means f32 for this model (one whose outputs bf16 moves past what it must keep; bf16
+    asked for by name is still given). Raises ModelError."""
     asked_runtime = _requested(runtime, RUNTIMES, "runtime", ENV_RUNTIME)
     asked_precision = _requested(precision, PRECISIONS, "precision", ENV_PRECISION)
     chosen = choose_runtime(asked_runtime)
-    chosen_precision = choose_precision(chosen, asked_precision)  # raises for a precision it cannot give
+    # raises for a precision it cannot give
+    chosen_precision = F32 if asked_precision == AUTO and not auto_bf16 else choose_precision(chosen, asked_precision)
     if chosen == ONNXRUNTIME:
         return OrtModel(path, threads)
     try:
