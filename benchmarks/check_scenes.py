@@ -19,7 +19,9 @@ Nothing of the report side is read.
 Also printed: why check-scene cats get no candidate box at all (heat-map peak >= 0.05 whose box
 finds them), and with ``--choose-on-half``, what choosing the second score and the thresholds on the
 held-out fifth plus half of the check scenes (``--scenes`` of them; the other half measures) would give;
-with ``--curve``, the check scenes at every photo threshold; with ``--variants``, ways of choosing
+with ``--curve``, the check scenes at every photo threshold; with ``--look-reuse R``, a box whose
+crop would cover R of the photo reuses the first pass as the runtime does (``look_reuse``; default:
+every box cut out); with ``--variants``, ways of choosing
 the candidates and boxes that cost no more looks (``VARIANTS``),
 each chosen on the held-out fifth as the fit would and measured on the check scenes.
 """
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from dataclasses import replace
 
 import numpy as np
 
@@ -99,9 +102,9 @@ def measure(probe: CheckProbe, n_held: int, peak: float = 0.05, redrawn=None, co
     rows, idx = probe.rows(peak)
     first = _fit_score(rows[S])
     p1 = _out_of_fold(rows[S], folds[S]) + _apply(rows[N], *first) + _apply(rows[B], *first)
-    outs: list[dict] = []
-    looked = probe.select(rows, idx, p1, probe.look.floor, count or probe.look.count, probe.look.floor,
-                          extra=lambda out: (outs.append(out) or np.zeros((len(out[Output.CAT_HEATMAP]), 0))))
+    outs: list[dict] = []  # the crops' outputs, for redrawing (every box is then cut out, no reuse)
+    keep_outs = None if redrawn is None else (lambda out: outs.append(out) or np.zeros((len(out[Output.CAT_HEATMAP]), 0)))
+    looked = probe.select(rows, idx, p1, probe.look.floor, count or probe.look.count, probe.look.floor, extra=keep_outs)
     if redrawn is not None:
         it = iter(outs)
         for n, (ph, (boxes, f, y)) in enumerate(zip(probe.photos, looked)):
@@ -153,8 +156,12 @@ def main() -> None:
                          "held-out fifth: a false-alarm budget measured on more cat-free photos")
     ap.add_argument("--score-on-negatives", action="store_true",
                     help="with --extra-negatives, fit the two scores on them too (else on the held-out fifth only)")
+    ap.add_argument("--look-reuse", type=float, nargs="+", default=[0.0],
+                    help="a box whose crop would cover this share of the photo reuses the first pass, as the runtime "
+                         "does with the detector's look_reuse (default 0: every box cut out); with several values, "
+                         "the first is reported in full and the others compared to it on the same photos")
     a = ap.parse_args()
-    probe = CheckProbe(OrtModel(a.model, threads=2), "held")
+    probe = CheckProbe(OrtModel(a.model, threads=2), "held", reuse=a.look_reuse[0])
     probe.check_pools = Pools("fit")
     probe.check_pools.cats = [c for c in probe.check_pools.cats if held_out_cat(c[0].stem)]
     n_score = len(probe.photos)
@@ -192,6 +199,13 @@ def main() -> None:
     print(f"  all check-scene cats with a candidate box: {np.mean([c for _, c in cats]):.3f}")
     missed = Counter(m for ph, r in zip(probe.photos[B], rows[B]) for m in why_missed(ph, r))
     print(f"  why the others have none: {dict(missed)}")
+    for reuse in a.look_reuse[1:]:
+        probe.look = replace(probe.look, reuse=reuse)
+        v = measure(probe, n_held, count=a.look_count, n_score=None if a.score_on_negatives else n_score)
+        print(f"\nlook reuse {reuse} (against {a.look_reuse[0]}): thresholds {v['thresholds'][0]} / {v['thresholds'][1]}")
+        line("  held-out fifth", v["held"])
+        line("  check scenes", v["check"])
+    probe.look = replace(probe.look, reuse=a.look_reuse[0])
     if a.choose_on_half:
         choose_on_half(probe, m["looked"], n_held)
     if a.variants:

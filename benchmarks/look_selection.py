@@ -28,7 +28,7 @@ import numpy as np
 
 from catscanner.progress import progress_bar
 from catscanner.runtime.contract import Output
-from catscanner.runtime.detector import box_features, crop_peaks, log_softmax, look_features, suppress
+from catscanner.runtime.detector import box_features, crop_peaks, log_softmax, look_features, look_share, suppress
 from catscanner.runtime.engine import OrtModel
 from catscanner.runtime.imaging import preprocess_frame, preprocess_square
 from catscanner.training.fit_detector import (SecondLook, _base_params, _out_of_fold, pick_thresholds, split_by_cat,
@@ -46,8 +46,10 @@ class Probe:
     """The held-out (or training) photos of the fit side, their first-pass candidates and, computed
     once per box on demand, the second look's outputs on their crops."""
 
-    def __init__(self, model: OrtModel, side: str, limit: int = 0):
-        self.model, self.spec, self.look = model, model.meta.preprocess, SecondLook()
+    def __init__(self, model: OrtModel, side: str, limit: int = 0, reuse: float = 0.0):
+        # reuse: a box whose crop would cover this share of the photo reuses the first pass, as the
+        # runtime's look_evidence does (0: every box cut out, as before v0.7)
+        self.model, self.spec, self.look = model, model.meta.preprocess, SecondLook(reuse=reuse)
         self.base = replace(_base_params(stride=model.meta.detection.stride), peak_threshold=min(PEAKS))
         self.pools = Pools("fit")
         self.plain = [s for k in ("cat", "dog", "coco") for s in plain_items(self.pools, k)]
@@ -75,7 +77,7 @@ class Probe:
         true = [c.box for c in sc.cats]
         return dict(i=i, boxes=boxes, f1=feats, y=np.array([any(finds(tuple(b), t) for t in true) for b in boxes], bool),
                     true=true, scene_size=(W, H), cats=[(c.box[0] / W, c.box[1] / H, c.box[2] / W, c.box[3] / H) for c in sc.cats],
-                    crops={}, heat=out[Output.CAT_HEATMAP][0, 0])
+                    crops={}, heat=out[Output.CAT_HEATMAP][0, 0], logits=out[Output.IMAGENET_LOGITS][0])
 
     def crop_outputs(self, n: int, js: list[int]) -> dict[str, np.ndarray]:
         ph = self.photos[n]
@@ -91,6 +93,20 @@ class Probe:
                 ph["crops"][j] = {k: v[m:m + 1] for k, v in out.items() if k != Output.IMAGENET_MAP}
         return {k: np.concatenate([ph["crops"][j][k] for j in js]) for k in ph["crops"][js[0]]}
 
+    def evidence(self, n: int, boxes: np.ndarray, js: list[int], reuse: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """(ImageNet logits, heat-map peaks) of what the second look sees of photo ``n``'s candidates
+        ``js`` (``boxes``): their crops' outputs, or with ``reuse`` and ``self.look.reuse`` the first
+        pass's whole-photo outputs for a box whose crop would cover that share of the photo."""
+        ph = self.photos[n]
+        share = np.array([look_share(b, ph["scene_size"], self.look.margin) for b in boxes])
+        reused = (share >= self.look.reuse) if reuse and self.look.reuse > 0 else np.zeros(len(boxes), bool)
+        logits = np.tile(ph["logits"], (len(boxes), 1))
+        peaks = np.full(len(boxes), float(ph["heat"].max()))
+        if not reused.all():
+            out = self.crop_outputs(n, [j for j, r in zip(js, reused) if not r])
+            logits[~reused], peaks[~reused] = out[Output.IMAGENET_LOGITS], crop_peaks(out)
+        return logits, peaks
+
     def rows(self, peak: float) -> tuple[list[tuple], list[np.ndarray]]:
         """Candidate rows (boxes, first-score features, labels) at a peak threshold, and each row's
         indices into the photo's candidates."""
@@ -105,10 +121,9 @@ class Probe:
             keep = suppress(boxes, p, self.base.nms_iou, self.base.nms_contained)[: self.base.max_cats] if len(boxes) else []
             sel = [k for pos, k in enumerate(keep) if p[k] >= (first if pos == 0 else floor)][:count]
             if sel:
-                out = self.crop_outputs(n, [int(idx[n][k]) for k in sel])
-                f = look_features(f1[sel], out[Output.IMAGENET_LOGITS], crop_peaks(out))  # every box cut out (no reuse)
+                f = look_features(f1[sel], *self.evidence(n, boxes[sel], [int(idx[n][k]) for k in sel], extra is None))
                 if extra is not None:
-                    f = np.concatenate([f, extra(out)], axis=1)
+                    f = np.concatenate([f, extra(self.crop_outputs(n, [int(idx[n][k]) for k in sel]))], axis=1)
                 looked.append((boxes[sel], f, y[sel]))
             else:
                 looked.append((np.zeros((0, 4)), None, np.zeros(0, bool)))

@@ -1,8 +1,8 @@
 """How strict the wild-cat rule must be to leave house cats alone.
 
 For each Oxford house cat of a split, the highest wild-cat share (ImageNet mass of wild cats 286-293
-over house cats 281-285 + wild cats, where wild cats outweigh house cats) among the crops the
-detector's second look examines; prints the share of house cats at or above each candidate
+over house cats 281-285 + wild cats, where wild cats outweigh house cats) among what the detector's
+second look examines (its crops, and since v0.7 the whole photo for a box that fills it); prints the share of house cats at or above each candidate
 threshold, i.e. the house cats the rule ``DetectionParams.wild_share`` would call wild.
 
     python benchmarks/wild_share.py --split trainval            # the fit side: chooses WILD_SHARE
@@ -20,7 +20,7 @@ from PIL import Image
 from catscanner.progress import progress_bar
 from catscanner.runtime.breeds import softmax
 from catscanner.runtime.contract import Output
-from catscanner.runtime.detector import crop_peaks
+from catscanner.runtime.detector import crop_peaks, look_share
 from catscanner.runtime.imagenet import CAT_CLASSES, WILD_CAT_CLASSES
 from catscanner.runtime.imaging import preprocess_frame
 from catscanner.runtime.scanner import Scanner
@@ -29,29 +29,40 @@ from catscanner.training.scenes import Pools, make_scene
 
 
 def crop_wild(scanner: Scanner, photos: list, desc: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """For each photo (a path or an image): the highest wild-cat share among the crops the second look
-    examines, the highest wild-cat mass (share of all ImageNet mass) among its crops whose share
-    reaches the detector's ``wild_share``, the highest heat-map peak of its crops (the head's
-    evidence of a cat's centre) and the highest of the first pass's heat map (the whole photo's)."""
+    """For each photo (a path or an image): the highest wild-cat share among what the second look
+    examines of its boxes (a crop, or for a box whose crop would cover ``look_reuse`` of the photo, the
+    first pass's whole photo: ``detector.look_evidence``), the highest wild-cat mass (share of all
+    ImageNet mass) among those whose share reaches the detector's ``wild_share``, their highest
+    heat-map peak (the head's evidence of a cat's centre) and the highest of the first pass's heat map
+    (the whole photo's)."""
     det = scanner.detector
-    if not det.params.second_look:
+    p = det.params
+    if not p.second_look:
         raise SystemExit("this detector takes no second look: nothing to measure")
     shares, masses, peaks, firsts = [], [], [], []
     for photo in progress_bar(photos, desc=desc):
         img = scanner.load(photo) if not isinstance(photo, Image.Image) else photo.convert("RGB")
-        _, crops = det.examine(img)
-        firsts.append(float(det.model.run(preprocess_frame(img, det.preprocess)[None])[Output.CAT_HEATMAP].max()))
-        if crops is None:
+        found, crops = det.examine(img)
+        first = det.model.run(preprocess_frame(img, det.preprocess)[None])
+        firsts.append(float(first[Output.CAT_HEATMAP].max()))
+        logits, heat = [], []
+        if crops is not None:
+            logits.append(crops[Output.IMAGENET_LOGITS])
+            heat.append(crop_peaks(crops))
+        if p.look_reuse > 0 and any(look_share(c.box, img.size, p.look_margin) >= p.look_reuse for c in found):
+            logits.append(first[Output.IMAGENET_LOGITS])  # a box that reused the first pass
+            heat.append(first[Output.CAT_HEATMAP].max(keepdims=True).reshape(1))
+        if not logits:
             shares.append(0.0)
             masses.append(0.0)
             peaks.append(0.0)
             continue
-        p = softmax(crops[Output.IMAGENET_LOGITS])
-        house, wild = p[:, list(CAT_CLASSES)].sum(1), p[:, list(WILD_CAT_CLASSES)].sum(1)
+        prob = softmax(np.concatenate(logits))
+        house, wild = prob[:, list(CAT_CLASSES)].sum(1), prob[:, list(WILD_CAT_CLASSES)].sum(1)
         share = np.where(wild > house, wild / (house + wild), 0.0)
         shares.append(float(share.max()))
-        masses.append(float(np.where(share >= det.params.wild_share, wild, 0.0).max()))
-        peaks.append(float(crop_peaks(crops).max()))
+        masses.append(float(np.where(share >= p.wild_share, wild, 0.0).max()))
+        peaks.append(float(np.concatenate(heat).max()))
     return np.array(shares), np.array(masses), np.array(peaks), np.array(firsts)
 
 

@@ -44,7 +44,7 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
     assert len(meta.detection.box_classifier) == 1000 and np.isfinite(meta.detection.box_classifier).all()
     # the second look (on by default): settings and its 6 + 5 weights travel in the file
     d = meta.detection
-    assert (d.look_size, d.look_count, d.look_floor, d.look_reuse) == (192, 3, 0.1, 0.5) and report["looked_at"] > 0
+    assert (d.look_size, d.look_count, d.look_floor, d.look_reuse) == (192, 3, 0.1, 0.3333) and report["looked_at"] > 0
     assert len(d.look_coef) == 11 and np.isfinite(d.look_coef).all()
     assert 0.0 <= d.look_none_probability <= 1.0 and report["photos_with_nothing_looked_at"] >= 0
     result = scanner.scan(cat_photo)  # a head trained briefly on a few photos: it must run, not be good

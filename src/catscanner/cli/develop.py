@@ -153,7 +153,7 @@ def fit_detector(
     look_size: Annotated[int, typer.Option(help="Second look: side in pixels of the crop of each likely box run through the graph again (0: no second look).", min=0, max=640)] = 192,
     look_count: Annotated[int, typer.Option(help="Second look: at most this many boxes per photo, most probable first.", min=1, max=20)] = 3,
     look_floor: Annotated[float, typer.Option(help="Second look: boxes whose first score is below this are dropped unexamined.", min=0.0, max=1.0)] = 0.1,
-    look_reuse: Annotated[float, typer.Option(help="Second look: a box whose crop would cover at least this share of the photo reuses the first pass's outputs on the whole photo instead of a crop (0: every box is cut out and run again).", min=0.0, max=1.0)] = 0.5,
+    look_reuse: Annotated[float, typer.Option(help="Second look: a box whose crop would cover at least this share of the photo reuses the first pass's outputs on the whole photo instead of a crop (0: every box is cut out and run again).", min=0.0, max=1.0)] = 0.3333,
     run_pixels: Annotated[int, typer.Option(help="The first pass's size at run time, in pixels: the scores and thresholds are chosen at this size.", min=20_000, max=400_000)] = 75_000,
     train_pixels: Annotated[int, typer.Option(help="The size, in pixels, of the photos and scenes whose backbone features (cached) the head trains on.", min=20_000, max=400_000)] = 50_000,
     stride: Annotated[int, typer.Option(help="Input pixels per heat-map cell: 16, or 8 (also reads the backbone's stride-8 features: for small cats).")] = 16,
