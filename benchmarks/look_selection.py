@@ -28,7 +28,8 @@ import numpy as np
 
 from catscanner.progress import progress_bar
 from catscanner.runtime.contract import Output
-from catscanner.runtime.detector import box_features, crop_peaks, log_softmax, look_features, look_share, suppress
+from catscanner.runtime.detector import (box_features, crop_peaks, log_softmax, look_evidence, look_features,
+                                         reuses_first_pass, suppress)
 from catscanner.runtime.engine import OrtModel
 from catscanner.runtime.imaging import preprocess_frame, preprocess_square
 from catscanner.training.fit_detector import (SecondLook, _base_params, _out_of_fold, pick_thresholds, split_by_cat,
@@ -95,17 +96,14 @@ class Probe:
 
     def evidence(self, n: int, boxes: np.ndarray, js: list[int], reuse: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """(ImageNet logits, heat-map peaks) of what the second look sees of photo ``n``'s candidates
-        ``js`` (``boxes``): their crops' outputs, or with ``reuse`` and ``self.look.reuse`` the first
-        pass's whole-photo outputs for a box whose crop would cover that share of the photo."""
+        ``js`` (``boxes``), exactly as the runtime's ``look_evidence`` gets them: their crops'
+        outputs, or with ``reuse`` and ``self.look.reuse`` the first pass's whole-photo outputs for a
+        box whose crop would cover that share of the photo."""
         ph = self.photos[n]
-        share = np.array([look_share(b, ph["scene_size"], self.look.margin) for b in boxes])
-        reused = (share >= self.look.reuse) if reuse and self.look.reuse > 0 else np.zeros(len(boxes), bool)
-        logits = np.tile(ph["logits"], (len(boxes), 1))
-        peaks = np.full(len(boxes), float(ph["heat"].max()))
-        if not reused.all():
-            out = self.crop_outputs(n, [j for j, r in zip(js, reused) if not r])
-            logits[~reused], peaks[~reused] = out[Output.IMAGENET_LOGITS], crop_peaks(out)
-        return logits, peaks
+        params = replace(self.base, look_reuse=self.look.reuse if reuse else 0.0, look_margin=self.look.margin)
+        cut = [j for j, r in zip(js, reuses_first_pass(boxes, ph["scene_size"], params)) if not r]
+        first = {Output.IMAGENET_LOGITS: ph["logits"][None], Output.CAT_HEATMAP: ph["heat"][None, None]}
+        return look_evidence(first, 0, boxes, ph["scene_size"], params, lambda _: self.crop_outputs(n, cut))
 
     def rows(self, peak: float) -> tuple[list[tuple], list[np.ndarray]]:
         """Candidate rows (boxes, first-score features, labels) at a peak threshold, and each row's

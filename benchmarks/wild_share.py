@@ -20,7 +20,7 @@ from PIL import Image
 from catscanner.progress import progress_bar
 from catscanner.runtime.breeds import softmax
 from catscanner.runtime.contract import Output
-from catscanner.runtime.detector import crop_peaks, look_share
+from catscanner.runtime.detector import crop_peaks, reuses_first_pass
 from catscanner.runtime.imagenet import CAT_CLASSES, WILD_CAT_CLASSES
 from catscanner.runtime.imaging import preprocess_frame
 from catscanner.runtime.scanner import Scanner
@@ -49,9 +49,9 @@ def crop_wild(scanner: Scanner, photos: list, desc: str) -> tuple[np.ndarray, np
         if crops is not None:
             logits.append(crops[Output.IMAGENET_LOGITS])
             heat.append(crop_peaks(crops))
-        if p.look_reuse > 0 and any(look_share(c.box, img.size, p.look_margin) >= p.look_reuse for c in found):
+        if reuses_first_pass([c.box for c in found], img.size, p).any():
             logits.append(first[Output.IMAGENET_LOGITS])  # a box that reused the first pass
-            heat.append(first[Output.CAT_HEATMAP].max(keepdims=True).reshape(1))
+            heat.append(np.array([first[Output.CAT_HEATMAP].max()]))
         if not logits:
             shares.append(0.0)
             masses.append(0.0)

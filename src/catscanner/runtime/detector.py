@@ -191,6 +191,13 @@ def look_share(box, size: tuple[float, float], margin: float) -> float:
     return max(0.0, w) * max(0.0, h) / (size[0] * size[1])
 
 
+def reuses_first_pass(boxes, size: tuple[float, float], params: DetectionParams) -> np.ndarray:
+    """For each box (photo pixels, photo ``size`` (w, h)): does the second look reuse the first pass
+    for it instead of cutting it out (its crop would cover at least ``params.look_reuse`` of the photo)?"""
+    return np.array([params.look_reuse > 0 and look_share(b, size, params.look_margin) >= params.look_reuse
+                     for b in boxes], bool)
+
+
 def look_evidence(out: dict[str, np.ndarray], i: int, boxes: np.ndarray, size: tuple[float, float],
                   params: DetectionParams, look) -> tuple[np.ndarray, np.ndarray]:
     """(ImageNet logits (n, 1000), heat-map peak (n,)) of what the second look sees of each box
@@ -198,8 +205,7 @@ def look_evidence(out: dict[str, np.ndarray], i: int, boxes: np.ndarray, size: t
     for a box whose crop covers at least ``params.look_reuse`` of the photo, the first pass's outputs
     on the whole photo (``out``, photo ``i``), which already shows that crop at about the look's
     resolution: no second run of the graph for a cat that fills the photo."""
-    reuse = np.array([params.look_reuse > 0 and look_share(b, size, params.look_margin) >= params.look_reuse
-                      for b in boxes], bool)
+    reuse = reuses_first_pass(boxes, size, params)
     logits, peaks = np.zeros((len(boxes), out[Output.IMAGENET_LOGITS].shape[-1])), np.zeros(len(boxes))
     if reuse.any():
         logits[reuse] = out[Output.IMAGENET_LOGITS][i]
