@@ -27,7 +27,7 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
     shutil.copy(ModelFiles.resolve(None).breeds, models / "breeds.onnx")
     report = fit_detector(data_dir, models / "detector.onnx", n_scenes=40, epochs=4, threads=2,
                           refit_all=True, max_photos=30, cache=tmp_path / "cache",
-                          box_classifier=True, dropout=0.1, first_head=tmp_path / "first" / "detector.onnx")
+                          box_classifier=True, dropout=0.1, first_head=tmp_path / "first" / "detector.onnx", heads=1)
     assert report["refit_all"] is True and report["fit_photos"] > 30
     assert len(list((tmp_path / "cache").glob("features_fit_40_*.pkl"))) == 1  # features kept for later runs
     assert report["box_classifier"]["candidates"] > report["box_classifier"]["finding_a_cat"] > 0
@@ -72,7 +72,7 @@ def test_fit_detector_with_a_stride_8_head(data_dir, cat_photo, tmp_path):
     models.mkdir()
     shutil.copy(ModelFiles.resolve(None).breeds, models / "breeds.onnx")
     report = fit_detector(data_dir, models / "detector.onnx", n_scenes=40, epochs=4, threads=2,
-                          refit_all=False, max_photos=30, stride=8, box_classifier=True, run_pixels=75_000)
+                          refit_all=False, max_photos=30, stride=8, box_classifier=True, run_pixels=75_000, heads=1)
     assert report["stride"] == 8 and report["box_classifier"]["candidates"] > 0
     assert (report["max_pixels"], report["run_pixels"]) == (50_000, 75_000)
     scanner = Scanner(models, threads=1)
@@ -256,3 +256,40 @@ def test_a_head_reading_the_stride_8_features_starts_as_the_plain_head():
     with torch.no_grad():
         fine.l3s.weight.fill_(0.01)  # once trained, the stride-8 features do reach the heat map
     assert not torch.equal(plain(c3, c4, c5)[0], fine(c3, c4, c5)[0])
+
+
+def test_fit_detector_with_an_ensemble_of_heads(data_dir, cat_photo, tmp_path):
+    """``--heads 2``: two heads trained from seeds 0 and 1 travel in one file, rebuilt from its
+    metadata; the exported heat map is the average of the two heads' probabilities (box size and
+    offset their averages), and the scanner runs it."""
+    import onnx
+    from onnx import numpy_helper
+
+    from catscanner.training.backbones import load_backbone
+    from catscanner.training.detection import HeadEnsemble, backbone_taps, make_head
+
+    models = tmp_path / "models"
+    models.mkdir()
+    shutil.copy(ModelFiles.resolve(None).breeds, models / "breeds.onnx")
+    report = fit_detector(data_dir, models / "detector.onnx", n_scenes=40, epochs=3, threads=2,
+                          refit_all=False, max_photos=30, heads=2)
+    scanner = Scanner(models, threads=1)
+    meta = scanner.detector.model.meta
+    assert report["heads"] == 2 == meta.details["head"]["heads"]
+    head = make_head(meta.details["head"])
+    assert isinstance(head, HeadEnsemble) and len(head.heads) == 2
+    inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(models / "detector.onnx")).graph.initializer}
+    state = {k: torch.from_numpy(inits[f"head.{k}"].copy()) for k in head.state_dict()}
+    head.load_state_dict(state)
+    assert not torch.equal(state["heads.0.l5.weight"], state["heads.1.l5.weight"])  # two seeds, two heads
+
+    x = preprocess_frame(load_image(cat_photo), scanner.detector.preprocess)[None]
+    out = scanner.detector.model.run(x)
+    with torch.no_grad():
+        members = [h(*backbone_taps(load_backbone("efficientnet_lite0").eval(), torch.from_numpy(x)))
+                   for h in head.eval().heads]
+    mean_heat = torch.stack([torch.sigmoid(m[0]) for m in members]).mean(0).numpy()
+    assert np.abs(out[Output.CAT_HEATMAP] - mean_heat).max() < 1e-4
+    assert np.abs(out[Output.BOX_SIZE] - torch.stack([m[1] for m in members]).mean(0).numpy()).max() < 1e-3
+    result = scanner.scan(cat_photo)
+    assert result.error is None and 0.0 <= result.cat_probability <= 1.0

@@ -94,12 +94,12 @@ def _torch_twin(onnx_path: Path):
     from onnx import numpy_helper
 
     from catscanner.training.backbones import BreedNet
-    from catscanner.training.detection import CatHead, WholeFrameDetectorNet
+    from catscanner.training.detection import WholeFrameDetectorNet, make_head
 
     meta = OnnxModel(onnx_path).meta
     inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_path)).graph.initializer}
     if meta.kind == "detector":
-        net = WholeFrameDetectorNet(create_backbone(meta.backbone), CatHead(**meta.details["head"]))
+        net = WholeFrameDetectorNet(create_backbone(meta.backbone), make_head(meta.details["head"]))
     else:
         net = BreedNet(create_backbone(meta.backbone), len(meta.breeds), meta.details["config"]["head"])
     state = net.state_dict()

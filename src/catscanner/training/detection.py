@@ -15,6 +15,7 @@ The backbone is never trained: only the head (about 0.1 M parameters), on cached
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -108,11 +109,40 @@ class CatHead(nn.Module):
         return self.heat(p), self.size(p), self.off(p)
 
 
+class HeadEnsemble(nn.Module):
+    """Several :class:`CatHead` alike, trained from different seeds, read as one head: the average
+    of their heat-map probabilities (returned as its logit, as one head returns it), box sizes and
+    offsets. A head trained on fixed features ends far below its first loss and differs from seed to
+    seed; the average of a few is steadier. Each head adds its own work to every run of the graph."""
+
+    def __init__(self, heads: list[CatHead]):
+        super().__init__()
+        if len(heads) < 2 or len({json.dumps(h.config, sort_keys=True) for h in heads}) != 1:
+            raise ValueError("an ensemble needs two or more heads of one configuration")
+        self.heads = nn.ModuleList(heads)
+        self.stride = heads[0].stride
+        self.config = {**heads[0].config, "heads": len(heads)}  # stored in the model's metadata
+
+    def forward(self, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        heat, size, off = zip(*(h(c3, c4, c5) for h in self.heads))
+        p = torch.stack([torch.sigmoid(x) for x in heat]).mean(0).clamp(1e-6, 1 - 1e-6)
+        return torch.log(p) - torch.log1p(-p), torch.stack(size).mean(0), torch.stack(off).mean(0)
+
+
+def make_head(config: dict) -> nn.Module:
+    """An untrained head of a stored configuration (the model metadata's ``head``): a
+    :class:`CatHead`, or a :class:`HeadEnsemble` of ``config["heads"]`` of them."""
+    config = dict(config)
+    n = int(config.pop("heads", 1))
+    return CatHead(**config) if n == 1 else HeadEnsemble([CatHead(**config) for _ in range(n)])
+
+
 class WholeFrameDetectorNet(nn.Module):
     """image (N, 3, H, W), H and W multiples of 32 -> the outputs named in ``runtime.contract.DETECTOR_OUTPUTS``:
     cat heat map (probabilities), box size, box offset, ImageNet logits, ImageNet logits per cell."""
 
-    def __init__(self, net: EfficientNetLite, head: CatHead):
+    def __init__(self, net: EfficientNetLite, head: nn.Module):
         super().__init__()
         self.net = net
         self.head = head
@@ -213,8 +243,23 @@ def train_head(records: list[dict], epochs: int = 20, batch_size: int = 32, lr: 
     return head.eval()
 
 
+def train_heads(records: list[dict], heads: int = 1, seed: int = 0, progress=None, **kwargs) -> nn.Module:
+    """:func:`train_head` once (``heads`` = 1) or ``heads`` times from seeds ``seed``, ``seed`` + 1, ...
+    as one :class:`HeadEnsemble` (the first is the one head of ``seed``)."""
+    if heads < 1:
+        raise ValueError(f"heads must be at least 1 (got {heads})")
+
+    def bar(k: int):
+        if progress is None or heads == 1:
+            return progress
+        return lambda it, desc: progress(it, desc=f"{desc} {k + 1} of {heads}")
+
+    trained = [train_head(records, seed=seed + k, progress=bar(k), **kwargs) for k in range(heads)]
+    return trained[0] if heads == 1 else HeadEnsemble(trained).eval()
+
+
 @torch.no_grad()
-def head_outputs(head: CatHead, classifier: nn.Linear, records: list[dict]) -> list[dict[str, np.ndarray]]:
+def head_outputs(head: nn.Module, classifier: nn.Linear, records: list[dict]) -> list[dict[str, np.ndarray]]:
     """The exported graph's outputs (heat map, size, offset, ImageNet logits per cell and of the
     whole photo) computed from
     cached features, one record at a time, as the runtime reads them."""
