@@ -4,8 +4,8 @@ Everything here reads the ``fit`` side of the data only (Oxford ``trainval`` cat
 even half of the cat-free COCO photos, and scenes built from them — see :mod:`.scenes`):
 
 1. cache the frozen backbone's features of the plain photos and of ``scenes`` composites;
-2. train the head on the records of four fifths of the cat photos (:func:`split_by_cat`,
-   :func:`.detection.train_head`);
+2. train the head (since v0.10 three heads from three seeds, averaged) on the records of four fifths
+   of the cat photos (:func:`split_by_cat`, :func:`.detection.train_heads`);
 3. on the records of the other fifth (cats the head never saw) fit the box score (a logistic regression on each candidate's heat-map
    peak and the ImageNet class groups of its box) and choose the thresholds (:func:`choose_params`);
 4. (``refit_all``) train the head again, the same way, on every record, and keep the score and
@@ -28,6 +28,7 @@ from typing import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..errors import CatScannerError
 from ..progress import progress_bar
@@ -36,8 +37,6 @@ from ..runtime.detector import (Candidate, box_features, log_softmax, look_evide
                                 to_look_at)
 from ..runtime.imaging import Preprocess, preprocess_frame, preprocess_square
 from .backbones import freeze_same_padding, load_backbone
-from torch import nn
-
 from .detection import FINE_TAP_BLOCK, TAP_BLOCK, backbone_taps, Taps, WholeFrameDetectorNet, head_outputs, train_heads
 from .export import export_onnx
 from .metrics import PhotoOutcome, finds, match, summarize
