@@ -286,8 +286,8 @@ def test_fit_detector_with_an_ensemble_of_heads(data_dir, cat_photo, tmp_path):
     x = preprocess_frame(load_image(cat_photo), scanner.detector.preprocess)[None]
     out = scanner.detector.model.run(x)
     with torch.no_grad():
-        members = [h(*backbone_taps(load_backbone("efficientnet_lite0").eval(), torch.from_numpy(x)))
-                   for h in head.eval().heads]
+        taps = backbone_taps(load_backbone("efficientnet_lite0").eval(), torch.from_numpy(x))
+        members = [h(*taps) for h in head.eval().heads]
     mean_heat = torch.stack([torch.sigmoid(m[0]) for m in members]).mean(0).numpy()
     assert np.abs(out[Output.CAT_HEATMAP] - mean_heat).max() < 1e-4
     assert np.abs(out[Output.BOX_SIZE] - torch.stack([m[1] for m in members]).mean(0).numpy()).max() < 1e-3

@@ -121,7 +121,6 @@ class HeadEnsemble(nn.Module):
         if len(heads) < 2 or len({json.dumps(h.config, sort_keys=True) for h in heads}) != 1:
             raise ValueError("an ensemble needs two or more heads of one configuration")
         self.heads = nn.ModuleList(heads)
-        self.stride = heads[0].stride
         self.config = {**heads[0].config, "heads": len(heads)}  # stored in the model's metadata
 
     def forward(self, c3: torch.Tensor, c4: torch.Tensor, c5: torch.Tensor
