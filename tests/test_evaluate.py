@@ -98,3 +98,57 @@ def test_breed_ids_decide_not_the_file_name(tmp_path, sample):
     (root / "annotations" / "test.txt").write_text("Persian_1 6 1 2\n")
     (item,) = read_split(root, "test")
     assert item.breed == "Bengal" == BREEDS[1] and item.label == 1
+
+
+def _mini_data(root: Path, oxford_dir: Path, coco_dir: Path, cats: int, dogs: int, coco_free: int) -> Path:
+    """A data folder in the shared layout holding a slice of the real photos: ``cats`` and ``dogs``
+    Oxford test photos (and as many trainval ones), the COCO photos with a cat and ``coco_free`` without."""
+    pets = root / "oxford-iiit-pet"
+    (pets / "images").mkdir(parents=True)
+    (pets / "annotations").mkdir()
+    for split in ("trainval", "test"):
+        lines = [ln for ln in (oxford_dir / "annotations" / f"{split}.txt").read_text().splitlines()
+                 if ln and not ln.startswith("#")]
+        chosen = [ln for ln in lines if ln.split()[2] == "1"][::37][:cats] + \
+                 [ln for ln in lines if ln.split()[2] == "2"][::11][:dogs]
+        for ln in chosen:
+            name = ln.split()[0]
+            src = next((oxford_dir / "images").glob(f"{name}.*"))
+            shutil.copy(src, pets / "images" / src.name)
+        (pets / "annotations" / f"{split}.txt").write_text("\n".join(chosen) + "\n")
+    for part in ("images", "labels"):
+        (root / "coco128" / part / "train").mkdir(parents=True)
+    labelled = {p.stem for p in (coco_dir / "labels" / "train").iterdir()
+                if any(r.split()[:1] == ["15"] for r in p.read_text().splitlines())}
+    free = [p for p in sorted((coco_dir / "images" / "train").iterdir()) if p.stem not in labelled]
+    for img in [p for p in sorted((coco_dir / "images" / "train").iterdir()) if p.stem in labelled] + free[:coco_free]:
+        shutil.copy(img, root / "coco128" / "images" / "train" / img.name)
+        label = coco_dir / "labels" / "train" / f"{img.stem}.txt"
+        if label.exists():
+            shutil.copy(label, root / "coco128" / "labels" / "train" / label.name)
+    return root
+
+
+def test_evaluate_detector_end_to_end_with_intervals(tmp_path, oxford_dir, data_dir):
+    """``catscan evaluate-detector`` on a slice of the shared data: every set is scanned and counted,
+    the headline rates carry 95 % intervals that hold them, the reliability diagram is drawn."""
+    root = _mini_data(tmp_path / "data", oxford_dir, data_dir / "coco128", cats=12, dogs=6, coco_free=8)
+    out = tmp_path / "report"
+    result = runner.invoke(app, ["evaluate-detector", "--data", str(root), "--scenes", "6", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    r = json.loads(result.stdout[result.stdout.index("{"):])
+    sets = r["sets"]
+    assert sets["Oxford test cats"]["photos"] == 12 and sets["Oxford test dogs"]["photos"] == 6
+    assert sets["report scenes"]["photos"] == 6
+    assert sets["COCO without a cat (report half)"]["photos"] == 4  # the odd half of 8
+    s = r["summary"]
+    assert s["negatives"] == 6 + 4
+    assert s["oxford_test_cat_recall"] >= 11 / 12  # real cats, the shipped detector
+    assert s["false_alarms"] <= 1
+    for key, rate in (("false_alarm_rate", s["false_alarm_rate"]), ("oxford_test_cat_recall", s["oxford_test_cat_recall"]),
+                      ("scene_photos_with_cat_called_cat", s["scene_photos_with_cat_called_cat"])):
+        lo, hi = s["intervals_95"][key]
+        assert 0 <= lo <= rate <= hi <= 1 and hi - lo > 0.05, (key, lo, rate, hi)  # a dozen photos: a wide interval
+    assert len(r["localization"]) == 4  # the four COCO photos with a cat
+    assert json.loads((out / "detector_metrics.json").read_text())["summary"] == s
+    assert (out / "reliability.png").stat().st_size > 10_000

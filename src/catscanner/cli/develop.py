@@ -259,8 +259,11 @@ def evaluate_detector(
             bt.add_row(k, str(v["cats"]), f"{v['found']:.3f}")
         console.print(bt)
     s = r["summary"]
+    ci = {k: f"95 % interval {v[0]:.1%}-{v[1]:.1%}" if v else "no photos" for k, v in s["intervals_95"].items()}
     console.print(f"false alarms on test dogs + unseen cat-free COCO: {s['false_alarms']} of {s['negatives']} "
-                  f"({s['false_alarm_rate']:.1%}); Oxford test cat recall {s['oxford_test_cat_recall']:.4f}")
+                  f"({s['false_alarm_rate']:.1%}; {ci['false_alarm_rate']}); Oxford test cat recall "
+                  f"{s['oxford_test_cat_recall']:.4f} ({ci['oxford_test_cat_recall']}); report scene photos with "
+                  f"a cat called cat {s['scene_photos_with_cat_called_cat']:.3f} ({ci['scene_photos_with_cat_called_cat']})")
     console.print(f"calibration of cat_probability over {r['calibration']['photos']} photos: ECE "
                   f"{r['calibration']['ece']:.4f} (reliability diagram: {png})")
     for loc in r["localization"]:

@@ -21,7 +21,7 @@ from ..runtime.scanner import Scanner
 from ..progress import progress_bar
 from .config import TrainConfig
 from .data import data_root, map_batches, read_coco, read_photo_set, read_split, training_items
-from .metrics import PhotoOutcome, iou, match, reliability, summarize
+from .metrics import PhotoOutcome, iou, match, proportion_interval, reliability, summarize
 from .metrics import expected_calibration_error as expected_calibration_error_binary
 
 # Oxford dog breeds with a one-to-one ImageNet class (american_bulldog, havanese and shiba_inu
@@ -219,6 +219,13 @@ def evaluate_detector(data: str | Path | None = None, model_dir: str | Path | No
     negatives = [sets[k] for k in ("Oxford test dogs", "COCO without a cat (report half)")]
     false_alarms = sum(s["false_alarms"] for s in negatives)
     n_negative = sum(s["photos"] for s in negatives)
+    scenes_, cats = sets["report scenes"], sets["Oxford test cats"]
+    # 95 % intervals of the photo-level rates (photos are independent draws; cats in one scene are not,
+    # so the cats-found rate gets none)
+    intervals = {"scene_photos_with_cat_called_cat": proportion_interval(scenes_["cat_photos_called_cat"],
+                                                                         scenes_["photos_with_cat"]),
+                 "oxford_test_cat_recall": proportion_interval(cats["cat_photos_called_cat"], cats["photos_with_cat"]),
+                 "false_alarm_rate": proportion_interval(false_alarms, n_negative)}
     probs = [o.probability for o in all_outcomes]
     labels = [o.has_cat for o in all_outcomes]
     return {
@@ -235,6 +242,7 @@ def evaluate_detector(data: str | Path | None = None, model_dir: str | Path | No
             "scene_found_cats_top_breed_right": sets["report scenes"]["breed_top1_of_found"],
             "oxford_test_cat_recall": sets["Oxford test cats"]["is_cat_on_cat_photos"],
             "false_alarms": false_alarms, "negatives": n_negative, "false_alarm_rate": false_alarms / n_negative,
+            "intervals_95": intervals,
         },
         "calibration": {"photos": len(probs), "ece": expected_calibration_error_binary(probs, labels),
                         "reliability": reliability(probs, labels)},

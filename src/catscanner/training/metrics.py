@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.stats import binomtest
 
 Box = tuple[float, float, float, float]  # left, top, right, bottom
 
@@ -45,6 +46,15 @@ def match(pred: list[Box], scores: list[float], true: list[Box]) -> tuple[list[i
             found[best] = int(pi)
             used += 1
     return found, len(pred) - used
+
+
+def proportion_interval(successes: int, n: int, confidence: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion ``successes`` of ``n`` (None when ``n`` is 0): how far
+    a rate measured on a few hundred photos can be from the rate on photos like them."""
+    if n == 0:
+        return None
+    ci = binomtest(int(successes), int(n)).proportion_ci(confidence, method="wilson")
+    return round(float(ci.low), 4), round(float(ci.high), 4)
 
 
 def expected_calibration_error(probs, labels, bins: int = 10) -> float:
@@ -83,6 +93,7 @@ def summarize(outcomes: list[PhotoOutcome]) -> dict:
     out = {
         "photos": len(outcomes), "photos_with_cat": len(cat), "cat_free_photos": len(free),
         "is_cat_on_cat_photos": float(np.mean([o.is_cat for o in cat])) if cat else None,
+        "cat_photos_called_cat": int(sum(o.is_cat for o in cat)),
         "cats": sum(o.n_cats for o in cat),
         "cats_found": sum(o.n_found for o in cat) / max(1, sum(o.n_cats for o in cat)) if cat else None,
         "extra_boxes_per_photo": float(np.mean([o.n_extra for o in outcomes])) if outcomes else None,
