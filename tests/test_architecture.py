@@ -1,9 +1,12 @@
 """The package's import rules (issue 13), checked on the source with ``ast`` (nothing is imported):
 
-* ``catscanner.runtime`` (what scanning needs) never imports ``training``, ``web``, ``cli`` or
-  ``bench``, nor PyTorch, scikit-learn, SciPy or matplotlib;
-* ``training`` never imports ``web`` or ``cli``; ``web`` never imports ``training`` or ``cli``;
-  ``batch`` (scanning archives) uses ``runtime`` only, never ``training``, ``web`` or ``cli``;
+* ``catscanner.runtime`` (what scanning needs) never imports another package of catscanner, nor
+  PyTorch, scikit-learn, SciPy or matplotlib, nor what the front ends use (FastAPI, pydantic, typer,
+  rich, Ray, ...);
+* ``training`` never imports ``web``, ``cli``, ``bench`` or ``batch``; ``web`` never imports
+  ``training``, ``cli``, ``bench`` or ``batch``; ``batch`` (scanning archives) uses ``runtime``
+  only; ``bench`` (measuring speed) may use ``training`` (data readers, the reference model) but not
+  ``web``, ``cli`` or ``batch``;
 * ``errors`` and ``progress`` are leaves (they import nothing from the package);
 * every import of a ``catscanner`` module names a module that exists;
 * the modules' import graph has no cycle.
@@ -28,12 +31,16 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 PACKAGE = "catscanner"
 
 HEAVY = ("torch", "torchvision", "sklearn", "scipy", "matplotlib", "onnx", "onnxscript")
+# what the front ends use; scanning itself needs none of them
+FRONT_ENDS = ("fastapi", "starlette", "pydantic", "uvicorn", "typer", "rich", "ray", "pyarrow")
 # (importing package, forbidden prefixes)
 RULES: dict[str, tuple[str, ...]] = {
-    "catscanner.runtime": ("catscanner.training", "catscanner.web", "catscanner.cli", "catscanner.bench", *HEAVY),
-    "catscanner.training": ("catscanner.web", "catscanner.cli"),
-    "catscanner.web": ("catscanner.training", "catscanner.cli", "catscanner.bench", *HEAVY),
+    "catscanner.runtime": ("catscanner.training", "catscanner.web", "catscanner.cli", "catscanner.bench",
+                           "catscanner.batch", "catscanner.progress", *HEAVY, *FRONT_ENDS),
+    "catscanner.training": ("catscanner.web", "catscanner.cli", "catscanner.bench", "catscanner.batch"),
+    "catscanner.web": ("catscanner.training", "catscanner.cli", "catscanner.bench", "catscanner.batch", *HEAVY),
     "catscanner.batch": ("catscanner.training", "catscanner.web", "catscanner.cli", "catscanner.bench", *HEAVY),
+    "catscanner.bench": ("catscanner.web", "catscanner.cli", "catscanner.batch"),
     "catscanner.errors": ("catscanner",),  # leaves: nothing from the package
     "catscanner.progress": ("catscanner",),
 }

@@ -402,3 +402,30 @@ def test_fit_detector_refuses_a_first_head_without_the_refit(tmp_path: Path):
                                  "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "d.onnx")])
     assert result.exit_code == 2, result.output
     assert "--first-head needs --refit-all" in result.output and not out.exists()
+
+
+def test_brackets_in_file_names_and_errors_are_printed_as_text(tmp_path: Path, cat_photo: Path):
+    """Rich markup is for our own styling: "persian [edited].jpg" and "bad [red]note.jpg" are file
+    names, printed whole and unstyled, in the table and in its error column."""
+    shutil.copy(cat_photo, tmp_path / "persian [edited].jpg")
+    (tmp_path / "bad [red]note.jpg").write_bytes(b"not a photo [bold]at all")
+    result = scan(tmp_path, columns=200)
+    out = ANSI.sub("", result.stdout)
+    assert result.exit_code == 1, result.output
+    assert "persian [edited].jpg" in out and "bad [red]note.jpg" in out
+
+
+def test_error_hints_keep_their_brackets(cat_photo: Path):
+    """A usage error whose hint names an extra (pip install "catscanner[openvino]") prints it whole."""
+    from catscanner.cli.common import fail
+
+    def command():
+        fail('install it: pip install "catscanner[openvino]"')
+
+    import typer
+
+    app_ = typer.Typer()
+    app_.command()(command)
+    result = runner.invoke(app_, [])
+    assert result.exit_code == 2
+    assert 'pip install "catscanner[openvino]"' in ANSI.sub("", result.output)

@@ -25,6 +25,7 @@ from PIL import Image
 from catscanner.errors import (
     CatScannerError,
     CorruptImageError,
+    FileTooLargeError,
     ImageTooLargeError,
     ImageTooSmallError,
     NotAnImageError,
@@ -210,7 +211,7 @@ def test_float_tiff_bytes_decode(scanner, grey: Image.Image, grey_result):
 
 
 @pytest.mark.parametrize("mode", ["La", "LA", "RGBa", "PA", "CMYK", "1"])
-def test_pil_image_in_any_mode_scans_or_raises_a_catscanner_error(scanner, cat_photo: Path, mode: str):
+def test_pil_image_in_any_mode_scans(scanner, cat_photo: Path, mode: str):
     with Image.open(cat_photo) as img:
         rgb = img.convert("RGB")
     if mode in ("La", "LA"):
@@ -222,10 +223,7 @@ def test_pil_image_in_any_mode_scans_or_raises_a_catscanner_error(scanner, cat_p
     else:
         img = rgb.convert(mode)
     assert img.mode == mode
-    try:
-        r = scanner.scan(img)
-    except CatScannerError:
-        return  # a typed error is allowed; a raw Pillow ValueError is not
+    r = scanner.scan(img)  # every mode converts to RGB (a raw Pillow ValueError would be a bug)
     assert r.ok and (r.width, r.height) == (500, 375)
     if mode != "1":  # a 1-bit photo may lose the cat; the others keep it
         assert r.is_cat
@@ -294,3 +292,46 @@ print(img.mode, img.size[0], img.size[1], img.getextrema()[0][1], (after - befor
     # The RGB result alone is 196 MB (Pillow keeps 4 bytes a pixel) and the 16-bit source 98 MB.
     assert int(rss_mb) < 600, f"decoding raised peak RSS by {rss_mb} MB"
     assert int(traced_mb) < 150, f"decoding allocated {traced_mb} MB of arrays at once"
+
+
+@pytest.mark.parametrize("threshold", [1.5, -0.1, float("nan")])
+def test_a_threshold_outside_0_1_is_a_typed_error_before_any_photo_is_read(scanner, threshold: float):
+    from catscanner.errors import BadThresholdError
+
+    with pytest.raises(BadThresholdError, match="between 0 and 1"):
+        scanner.scan("/no/such/photo.jpg", threshold=threshold)  # refused before the path is read
+    with pytest.raises(BadThresholdError):
+        list(scanner.scan_many(["/no/such/photo.jpg"], threshold=threshold))  # not hidden behind its io_error
+
+
+def test_a_closed_file_object_fails_alone_in_a_batch(scanner, cat_photo: Path):
+    closed = open(cat_photo, "rb")
+    closed.close()
+    with pytest.raises(UnreadableFileError, match="closed file"):
+        scanner.scan(closed)
+    bad, good = list(scanner.scan_many([closed, cat_photo]))
+    assert bad.error_code == "io_error" and "open binary file" in bad.error
+    assert good.ok and good.is_cat
+
+
+def test_the_byte_limit_message_never_rounds_to_the_limit(tmp_path: Path, cat_photo: Path):
+    """A file 1 byte over a 1000-byte limit: the message says 1000 bytes, not '0 MiB'."""
+    from catscanner import Scanner
+
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff" * 1001)
+    small = Scanner(max_file_bytes=1000)
+    with pytest.raises(FileTooLargeError) as e:
+        small.scan(photo)
+    assert "1001 bytes" in str(e.value) and "over 1000 bytes" in str(e.value)
+    with pytest.raises(FileTooLargeError, match="larger than 1000 bytes"):
+        small.scan(io.BytesIO(b"\xff" * 1001))
+
+
+def test_a_strip_beyond_76_to_1_gets_a_strip_shaped_input_either_way():
+    from catscanner.runtime.imaging import frame_size
+
+    assert frame_size(64, 6400, 75_000) == (32, 2016)
+    wide = frame_size(6400, 64, 75_000)  # was a 32 x 32 square
+    assert wide[1] == 32 and 2000 <= wide[0] and wide[0] * wide[1] <= 75_000 * 1.03
+    assert frame_size(4032, 3024, 75_000) == (288, 224)  # ordinary photos keep their size

@@ -599,6 +599,7 @@ def test_healthz_reports_models_that_failed_to_load(tmp_path: Path, cat_bytes: b
             assert time.monotonic() < deadline
             time.sleep(0.02)
         assert r.status_code == 503 and r.json()["status"] == "error"
+        assert "Retry-After" not in r.headers  # a failed load stays failed: no invitation to retry
         assert "detector.onnx" in r.json()["message"]
         assert_error(post_file(c, cat_bytes), 503, "models_unavailable")
 
@@ -618,6 +619,15 @@ def test_breeds(client: TestClient) -> None:
     assert r.json() == {"breeds": list(BREEDS)} and len(BREEDS) == 12
 
 
+@pytest.mark.parametrize("path", ["/", "/docs", "/api/v1/breeds", "/healthz"])
+def test_every_page_answers_head_and_names_get_when_refusing_a_method(client: TestClient, path: str) -> None:
+    """Uptime monitors and link checkers probe with HEAD (was 405 on /, /docs and the breeds)."""
+    head = client.head(path)
+    assert head.status_code == 200 and head.content == b""
+    refused = client.post(path)
+    assert refused.status_code == 405 and "GET" in refused.headers["allow"]
+
+
 def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     spec = client.get("/openapi.json").json()
@@ -630,6 +640,8 @@ def test_openapi_docs(client: TestClient) -> None:
     ok = scan["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok == {"$ref": "#/components/schemas/ScanResult"}  # the runtime's ScanResult dataclass itself
     assert set(schemas["ScanResult"]["properties"]) == SCHEMA_KEYS
+    for name in ("ScanResult", "Cat", "Box", "BreedShare", "Timing", "ImageNetLabel"):  # always sent: required
+        assert set(schemas[name]["required"]) == set(schemas[name]["properties"]), name
     assert set(schemas["Cat"]["properties"]) == {"box", "cat_probability", "breeds"}
     assert set(schemas["Box"]["properties"]) == {"left", "top", "right", "bottom"}
     assert "Top-5 ImageNet labels" in schemas["ScanResult"]["properties"]["imagenet_top"]["description"]

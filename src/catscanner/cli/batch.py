@@ -73,7 +73,7 @@ def batch(
     try:
         version = model_version(ModelFiles.resolve(models))
     except CatScannerError as e:
-        fail(escape(str(e)))
+        fail(str(e))
     options = BatchOptions(model_version=version, models=models, threshold=threshold, batch_size=batch_size,
                            threads=threads, actors=actors, cpus_per_actor=cpus_per_actor, ray_address=ray_address)
     progress = _Progress()
@@ -83,7 +83,7 @@ def batch(
                             on_start=progress.start, on_row=progress.update)
     except BatchError as e:
         progress.stop()
-        fail(escape(str(e)))  # messages hold [extras] and paths: not rich markup
+        fail(str(e))
     except (Exception, KeyboardInterrupt) as e:  # the engine failed (e.g. a Ray node was lost)
         progress.stop()
         interrupted = isinstance(e, KeyboardInterrupt)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import CatScannerError
@@ -181,10 +182,10 @@ def scan(
     table.add_column("breed mix (most confident cat)", overflow="fold")
     table.add_column("each cat: top breed at l,t,r,b", overflow="fold")
     for r in [*failures, *results]:
-        name = names.get(r.path, r.path)
+        name = escape(names.get(r.path, r.path))  # file names and messages are text, not rich markup
         if not r.ok:
             failed += 1
-            table.add_row(name, "[red]error[/red]", "", r.error, "")
+            table.add_row(name, "[red]error[/red]", "", escape(r.error), "")
         else:
             verdict = f"[green]{len(r.cats)}[/green]" if r.is_cat else ("wild cat" if r.wild_cat else "no cat")
             table.add_row(name, verdict, f"{r.cat_probability:.1%}", _breed_text(r.breeds), _cats_text(r))

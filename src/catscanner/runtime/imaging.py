@@ -26,6 +26,7 @@ from ..errors import (
     NotAnImageError,
     UnreadableFileError,
     UnsupportedInputError,
+    size_text,
 )
 
 DEFAULT_MAX_PIXELS = 50_000_000
@@ -195,14 +196,14 @@ def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> byte
                                   "give the path of a photo file.")
     with os.fdopen(fd, "rb") as f:
         if st.st_size > max_bytes:
-            raise FileTooLargeError(f"{path} is {st.st_size / 2**20:.0f} MiB; photos over "
-                                    f"{max_bytes / 2**20:.0f} MiB are refused. Resize it or save it as JPEG.")
+            raise FileTooLargeError(f"{path} is {size_text(st.st_size)}; photos over "
+                                    f"{size_text(max_bytes)} are refused. Resize it or save it as JPEG.")
         try:
             data = f.read(max_bytes + 1)
         except OSError as e:
             raise UnreadableFileError(f"Could not read {path}: {e.strerror or e}.") from None
     if len(data) > max_bytes:  # the file grew while we read it
-        raise FileTooLargeError(f"{path} is larger than {max_bytes / 2**20:.0f} MiB. Resize it.")
+        raise FileTooLargeError(f"{path} is larger than {size_text(max_bytes)}. Resize it.")
     return data
 
 
@@ -307,7 +308,8 @@ def normalize(rgb: Image.Image | np.ndarray, spec: Preprocess) -> np.ndarray:
 def frame_size(w: int, h: int, max_pixels: int, multiple: int = 32) -> tuple[int, int]:
     """(W, H) of a whole-frame model input for a ``w`` x ``h`` photo: the largest size with sides
     that are multiples of ``multiple`` and at most ``max_pixels`` pixels (3 % slack) whose shape is
-    within 12 % of the photo's (closest shape when none is); boxes map back per axis."""
+    within 12 % of the photo's (closest shape when none is, for strips beyond 76:1 either way);
+    boxes map back per axis."""
     ratio = w / h
     best = None
     for hh in range(multiple, 64 * multiple, multiple):
@@ -320,7 +322,9 @@ def frame_size(w: int, h: int, max_pixels: int, multiple: int = 32) -> tuple[int
         candidate = (err > 0.12, -ww * hh, err, ww, hh)
         if best is None or candidate < best:
             best = candidate
-    return (best[3], best[4]) if best else (multiple, multiple)
+    if best is None:  # a strip so wide that no height fits: the widest input of the smallest height
+        return max(multiple, int(max_pixels * 1.03 / multiple) // multiple * multiple), multiple
+    return best[3], best[4]
 
 
 # The detector's resizes of big photos first shrink by a whole factor with a box filter while the

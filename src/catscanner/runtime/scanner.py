@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import CatScannerError, FileTooLargeError, UnsupportedInputError
+from ..errors import (BadThresholdError, CatScannerError, FileTooLargeError, UnreadableFileError,
+                      UnsupportedInputError, size_text)
 from .breeds import DEFAULT_BREED_THRESHOLD, BreedClassifier, breed_mix
 from .contract import ModelFiles
 from .detector import CatDetector, Detection
@@ -98,11 +99,14 @@ class Scanner:
         elif isinstance(image, io.IOBase) or hasattr(image, "read"):
             if isinstance(image, io.TextIOBase):
                 raise UnsupportedInputError("The file was opened as text: open the photo with open(path, 'rb').")
-            data = image.read(self.max_file_bytes + 1)
+            try:
+                data = image.read(self.max_file_bytes + 1)
+            except (OSError, ValueError) as e:  # ValueError: a closed file
+                raise UnreadableFileError(f"Could not read the file object: {e}. Pass an open binary file.") from None
             if not isinstance(data, (bytes, bytearray)):
                 raise UnsupportedInputError("The file object gave text, not bytes: open the photo with 'rb'.")
             if len(data) > self.max_file_bytes:
-                raise FileTooLargeError(f"The file is larger than {self.max_file_bytes / 2**20:.0f} MiB; "
+                raise FileTooLargeError(f"The file is larger than {size_text(self.max_file_bytes)}; "
                                         "photos that big are refused. Resize it or save it as JPEG.")
         else:
             raise UnsupportedInputError(
@@ -114,6 +118,7 @@ class Scanner:
     # ---------------------------------------------------------------- scanning
     def scan(self, image: ImageInput, *, threshold: float | None = None, source: str | None = None) -> ScanResult:
         """Scan one photo. Raises a :class:`~catscanner.errors.CatScannerError` for bad input."""
+        threshold = self._threshold(threshold)
         t0 = time.perf_counter()
         img = self.load(image)
         decode_ms = _ms(t0)
@@ -123,6 +128,7 @@ class Scanner:
                   batch_size: int = 8) -> Iterator[ScanResult]:
         """Scan photos in batches, yielding one result per input in input order; a photo that
         fails yields a result with ``error`` set and the batch goes on."""
+        threshold = self._threshold(threshold)  # before any photo: a bad threshold is the caller's error
         pending: list[ScanResult | tuple[Image.Image, str | None, float]] = []
         n_images = 0
         for image in images:
@@ -144,10 +150,14 @@ class Scanner:
         for p in pending:
             yield p if isinstance(p, ScanResult) else next(scanned)
 
-    def _scan_images(self, imgs, sources, decode_ms, threshold: float | None) -> list[ScanResult]:
+    def _threshold(self, threshold: float | None) -> float:
+        """The breed threshold to use: ``threshold``, or the scanner's when None."""
         threshold = self.breed_threshold if threshold is None else threshold
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be between 0 and 1 (got {threshold}); 0.05 means 5 %.")
+        if not 0.0 <= threshold <= 1.0:  # also refuses NaN
+            raise BadThresholdError(f"threshold must be between 0 and 1 (got {threshold}); 0.05 means 5 %.")
+        return threshold
+
+    def _scan_images(self, imgs, sources, decode_ms, threshold: float) -> list[ScanResult]:
         sizes = [img.info.get(SOURCE_SIZE, img.size) for img in imgs]  # the photos' sizes, not the drafts'
         t0 = time.perf_counter()
         detections = self._detect(imgs, sizes)
@@ -179,7 +189,7 @@ class Scanner:
                 reference_rule_cat=det.reference_rule_cat,
                 box=cats[0].box if cats else None,
                 breeds=cats[0].breeds if cats else [],
-                breeds_note=_note(det, self.classifier is not None),
+                breeds_note=_note(det, self.classifier is not None, threshold) if not (cats and cats[0].breeds) else None,
                 cats=cats,
                 wild_cat=det.wild_cat,
                 imagenet_top=det.top_labels,
@@ -211,12 +221,12 @@ def _box_in(img: Image.Image, box: tuple[float, float, float, float], size: tupl
     return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
 
 
-def _note(det: Detection, has_breed_model: bool) -> str | None:
-    """Why a result lists no breeds, when it lists none."""
+def _note(det: Detection, has_breed_model: bool, threshold: float) -> str:
+    """Why a result lists no breeds (for the most confident cat, or for the photo)."""
     if det.wild_cat:
         return f"This looks like a wild cat ({det.wild_cat}), not a house cat, so no breeds are given."
     if not det.cats:
         return f"No cat detected (cat probability {det.best_probability:.0%}), so no breeds are reported."
     if not has_breed_model:
         return "No breed model is installed."
-    return None
+    return f"No breed reached the threshold of {threshold:.0%}: lower it to see the mix."

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from pydantic import ConfigDict
-
 # FastAPI turns these dataclasses into its OpenAPI schema; the attribute docstrings become the
-# field descriptions there.
-_DOCS = ConfigDict(use_attribute_docstrings=True)
+# field descriptions there, and every field is required in a response (each is always sent, the
+# defaults only build a result). Pydantic reads this plain dict (its ConfigDict is a TypedDict), so
+# the runtime does not import pydantic.
+_DOCS = {"use_attribute_docstrings": True, "json_schema_serialization_defaults_required": True}
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,10 @@ class ScanResult:
     """True when at least one house cat was found."""
     cat_probability: float = 0.0
     """The highest probability (0-1) of any box holding a house cat; calibrated. When no box was worth a
-    second look, the share of such photos that held a cat all the same (fitted; about 0.17)."""
+    second look, the share of such photos that held a cat all the same (fitted with the detector and stored
+    in it as ``look_none_probability``)."""
     reference_rule_cat: bool = False
-    """The reference rule on the centre crop: ImageNet top-1 is one of the domestic-cat classes 281-285."""
+    """The reference rule on the whole photo: its ImageNet top-1 is one of the domestic-cat classes 281-285."""
     box: Box | None = None
     """The most confident cat's box (same as ``cats[0].box``), or null."""
     breeds: list[BreedShare] = field(default_factory=list)
@@ -106,7 +107,7 @@ class ScanResult:
     wild_cat: str | None = None
     """When the photo shows a wild cat (lynx, leopard, lion, tiger, ...) rather than a house cat: what it looks like."""
     imagenet_top: list[ImageNetLabel] = field(default_factory=list)
-    """Top-5 ImageNet labels of the centre crop."""
+    """Top-5 ImageNet labels of the whole photo."""
     width: int | None = None
     """Width of the upright photo in pixels."""
     height: int | None = None
@@ -115,7 +116,7 @@ class ScanResult:
     error: str | None = None
     """What went wrong with this photo, and what to do."""
     error_code: str | None = None
-    """Stable code: empty, not_an_image, corrupt, too_many_pixels, too_small, io_error, bad_input."""
+    """Stable code: empty, not_an_image, corrupt, too_many_pixels, too_small, too_large, io_error, bad_input."""
 
     @property
     def ok(self) -> bool:

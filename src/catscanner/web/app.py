@@ -273,25 +273,31 @@ async def scan(request: Request, scanner: ScannerDep, threshold: ThresholdQuery 
         return await place.run(scanner.scan, upload.data, threshold=threshold, source=upload.filename)
 
 
-@api.get("/api/v1/breeds", tags=["scan"], summary="The breeds Cat Scanner knows")
+# A documented GET route and a hidden HEAD route for the same function: one OpenAPI operation each
+# (one route with both methods would give them one operation id); GET first, so that another method's
+# 405 names GET in its Allow header (the decorator nearest the function registers first).
+@api.head("/api/v1/breeds", include_in_schema=False)
+@api.get("/api/v1/breeds", tags=["scan"], summary="The breeds Cat Scanner knows")  # registered first
 async def breeds() -> BreedsResponse:
     return BreedsResponse(breeds=list(BREEDS))
 
 
+@api.head("/healthz", include_in_schema=False)
 @api.get("/healthz", tags=["health"], summary="Ready to scan?",
          responses={503: {"model": HealthResponse, "description": "Models loading or failed to load."}})
-@api.head("/healthz", include_in_schema=False)  # one route per method: one OpenAPI operation id
 async def healthz(request: Request, response: Response) -> HealthResponse:
-    """200 once the models are loaded; 503 while they load or if they failed to load."""
+    """200 once the models are loaded; 503 while they load (with Retry-After) or if they failed to
+    load (without: retrying does not help, the server's models must be fixed)."""
     models: Models = request.app.state.models
     if models.status == "ok":
         return HealthResponse(status="ok", breed_model=models.require().classifier is not None)
     response.status_code = 503
-    response.headers["Retry-After"] = "2"
+    if models.status == "loading":
+        response.headers["Retry-After"] = "2"
     return HealthResponse(status=models.status, message=models.error_message() or "The models are loading.")
 
 
-@api.get("/", include_in_schema=False)
+@api.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
 async def page() -> FileResponse:
     return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
 

@@ -48,7 +48,7 @@ def install_docs(app: FastAPI) -> None:
     (FastAPI's recipe "Self-hosting JavaScript and CSS for docs")."""
     app.mount(DOCS_STATIC_URL, _DocsFiles(directory=SWAGGER_UI_DIR), name="static-docs")
 
-    @app.get(DOCS_URL, include_in_schema=False)
+    @app.api_route(DOCS_URL, methods=["GET", "HEAD"], include_in_schema=False)
     async def swagger_ui() -> HTMLResponse:
         page = get_swagger_ui_html(
             openapi_url=app.openapi_url or "/openapi.json",

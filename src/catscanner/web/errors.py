@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import (
+    BadThresholdError,
     CatScannerError,
     CorruptImageError,
     EmptyImageError,
@@ -20,6 +21,7 @@ from ..errors import (
     ImageTooSmallError,
     ModelError,
     NotAnImageError,
+    size_text,
 )
 from .schemas import ErrorDetail, ErrorResponse
 
@@ -35,6 +37,7 @@ STATUS_BY_CODE: dict[str, int] = {
     FileTooLargeError.code: 413,
     ImageError.code: 422,
     ModelError.code: 503,
+    BadThresholdError.code: 422,
 }
 
 
@@ -55,23 +58,9 @@ def status_for(exc: CatScannerError) -> int:
     return STATUS_BY_CODE.get(exc.code, 422 if isinstance(exc, ImageError) else 500)
 
 
-def _megabytes(n: int) -> str:
-    """10485760 -> '10 MiB', 10485761 -> '10.000001 MiB', 30000000 -> '28.6 MiB', 65536 -> '64 KiB',
-    65537 -> '65537 bytes'.
-
-    Exact enough that a size just over a limit never prints as the limit itself."""
-    if n >= 1024 * 1024:
-        mib = n / (1024 * 1024)
-        text = f"{mib:.1f}"
-        if float(text) * 1024 * 1024 != n:  # rounding would hide the difference from the limit
-            text = f"{mib:.6f}".rstrip("0")
-        return text.removesuffix(".0") + " MiB"
-    return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} bytes"
-
-
 def too_large(limit: int, size: int | None = None) -> ApiError:
-    got = f" ({_megabytes(size)})" if size is not None else ""
-    return ApiError(413, "too_large", f"The upload{got} is larger than the {_megabytes(limit)} limit. "
+    got = f" ({size_text(size)})" if size is not None else ""
+    return ApiError(413, "too_large", f"The upload{got} is larger than the {size_text(limit)} limit. "
                                       "Send a smaller photo (resize it or save it as JPEG).")
 
 

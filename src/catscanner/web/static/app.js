@@ -148,8 +148,7 @@
     drawBoxes(result);
 
     els.cats.replaceChildren(...result.cats.map((cat, i) => catItem(cat, i, n)));
-    const note = result.is_cat && !result.breeds.length ? "No breed reached the threshold."
-               : (result.breeds_note || "");
+    const note = result.breeds_note || "";  // the server says why there are no breeds
     els.breedsNote.textContent = note;
     els.breedsNote.hidden = !note || Boolean(result.wild_cat);
     els.report.hidden = false;
