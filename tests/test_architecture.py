@@ -242,3 +242,24 @@ print(r.is_cat, r.top_breed.breed if r.top_breed else None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "Bengal"]
+
+
+def test_scanning_from_python_needs_no_front_end_package(cat_photo: Path) -> None:
+    """``from catscanner import Scanner`` and a scan, in an interpreter where FastAPI, pydantic, typer,
+    rich, Ray, ... (and the training libraries) cannot be imported: the runtime is NumPy, Pillow and
+    the inference runtime only."""
+    code = f"""
+import sys
+BLOCKED = {HEAVY + FRONT_ENDS!r}
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in BLOCKED:
+            raise ImportError(name + ' is blocked for this test')
+sys.meta_path.insert(0, Block())
+from catscanner import Scanner
+r = Scanner(threads=1).scan({str(cat_photo)!r})
+print(r.is_cat, r.top_breed.breed if r.top_breed else None)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["True", "Bengal"]

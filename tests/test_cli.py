@@ -429,3 +429,40 @@ def test_error_hints_keep_their_brackets(cat_photo: Path):
     result = runner.invoke(app_, [])
     assert result.exit_code == 2
     assert 'pip install "catscanner[openvino]"' in ANSI.sub("", result.output)
+
+
+def test_annotate_never_overwrites_the_photos_it_scans(tmp_path: Path, cat_photo: Path, dog_photo: Path):
+    """--annotate into the scanned folder is refused (it would replace the photos with drawings); a
+    drawing folder inside the scanned tree is not scanned on the next run."""
+    photos = tmp_path / "photos"
+    (photos / "sub").mkdir(parents=True)
+    shutil.copyfile(cat_photo, photos / "cat.jpg")
+    shutil.copyfile(dog_photo, photos / "sub" / "dog.jpg")
+    original = (photos / "cat.jpg").read_bytes()
+    r = scan(photos, "--annotate", photos)
+    assert r.exit_code == 2 and "would overwrite" in ANSI.sub("", r.output)
+    assert (photos / "cat.jpg").read_bytes() == original
+    for _ in range(2):
+        r = scan("--json", photos, "--annotate", photos / "drawn")
+        assert r.exit_code == 0, r.output
+        assert len(json_records(r.stdout)) == 2  # the drawings of the first run are not scanned again
+    assert sorted(p.name for p in (photos / "drawn").iterdir()) == ["cat.jpg", "sub__dog.jpg"]
+    assert (photos / "cat.jpg").read_bytes() == original
+
+
+def test_a_drawing_that_cannot_be_saved_is_reported_and_the_scan_goes_on(tmp_path: Path, cat_photo: Path):
+    """A drawing whose flattened name is too long for the file system: that photo's drawing is
+    reported on stderr (exit 1), every photo is still scanned and the other drawings are saved."""
+    photos = tmp_path / "photos"
+    deep = photos / ("d" * 200)
+    deep.mkdir(parents=True)
+    shutil.copyfile(cat_photo, deep / ("p" * 100 + ".jpg"))  # drawn as d...d__p...p.jpg: over 255 bytes
+    shutil.copyfile(cat_photo, photos / "ok.jpg")
+    out = tmp_path / "drawn"
+    r = scan("--json", photos, "--annotate", out)
+    assert r.exit_code == 1
+    records = json_records(r.stdout)
+    assert len(records) == 2 and all(rec["is_cat"] for rec in records)
+    said = " ".join(ANSI.sub("", r.stderr).split())  # rich wraps long lines
+    assert "its drawing was not saved" in said and "File name too long" in said
+    assert [p.name for p in out.iterdir()] == ["ok.jpg"]

@@ -335,3 +335,21 @@ def test_a_strip_beyond_76_to_1_gets_a_strip_shaped_input_either_way():
     wide = frame_size(6400, 64, 75_000)  # was a 32 x 32 square
     assert wide[1] == 32 and 2000 <= wide[0] and wide[0] * wide[1] <= 75_000 * 1.03
     assert frame_size(4032, 3024, 75_000) == (288, 224)  # ordinary photos keep their size
+
+
+def test_a_photo_with_a_garbage_exif_block_is_scanned_as_stored(scanner, cat_photo: Path):
+    """The pixels decode fine; only the EXIF block (APP1) is noise: that is no reason to refuse the photo."""
+    data = cat_photo.read_bytes()
+    exif = b"Exif\x00\x00" + b"\x137" * 40  # not a TIFF header
+    app1 = b"\xff\xe1" + struct.pack(">H", len(exif) + 2) + exif
+    r = scanner.scan(data[:2] + app1 + data[2:])
+    expected = scanner.scan(data)
+    assert r.ok and r.is_cat and (r.width, r.height) == (expected.width, expected.height)
+    assert r.box == expected.box
+
+
+def test_a_path_with_a_nul_byte_is_an_unreadable_file(scanner, cat_photo: Path):
+    with pytest.raises(UnreadableFileError, match="Check the path"):
+        scanner.scan(str(cat_photo) + "\x00.jpg")
+    bad, good = scanner.scan_many([str(cat_photo) + "\x00.jpg", cat_photo])
+    assert bad.error_code == "io_error" and good.ok

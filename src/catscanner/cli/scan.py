@@ -44,11 +44,13 @@ def _runtime_choice(runtime: str | None, precision: str | None) -> tuple[str, st
     return runtime or AUTO, precision or AUTO
 
 
-def expand_paths(paths: list[Path]) -> tuple[list[Path], list[ScanResult]]:
+def expand_paths(paths: list[Path], skip: Path | None = None) -> tuple[list[Path], list[ScanResult]]:
     """(photo files, failures): files as given; folders walked recursively for image files
-    (sorted). A folder that cannot be listed is a failure, not silently skipped."""
+    (sorted), leaving out the folder ``skip`` (where ``--annotate`` writes). A folder that cannot
+    be listed is a failure, not silently skipped."""
     files: list[Path] = []
     failures: list[ScanResult] = []
+    skipped = os.path.realpath(skip) if skip is not None else None
 
     def unlistable(e: OSError) -> None:
         failures.append(ScanResult.failed(e.filename, "io_error",
@@ -58,7 +60,7 @@ def expand_paths(paths: list[Path]) -> tuple[list[Path], list[ScanResult]]:
         if p.is_dir():
             found = []
             for folder, dirs, names in os.walk(p, onerror=unlistable):
-                dirs.sort()
+                dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(folder, d)) != skipped)
                 found += [Path(folder) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES]
             files += sorted(found)
         else:
@@ -95,8 +97,10 @@ def annotated_names(names: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _save_annotated(scanner, results: Iterable[ScanResult], folder: Path, names: dict[str, str]) -> Iterator[ScanResult]:
-    """Pass results through, saving each scanned photo, full size, with its cats drawn on it."""
+def _save_annotated(scanner, results: Iterable[ScanResult], folder: Path, names: dict[str, str],
+                    problems: list[str]) -> Iterator[ScanResult]:
+    """Pass results through, saving each scanned photo, full size, with its cats drawn on it; a
+    drawing that cannot be made or written is noted in ``problems`` and the scan goes on."""
     from ..runtime.annotate import annotate
 
     files = annotated_names(names[r] for r in names)
@@ -105,9 +109,19 @@ def _save_annotated(scanner, results: Iterable[ScanResult], folder: Path, names:
             out = folder / files[names.get(r.path, r.path)]
             try:
                 annotate(scanner.load(r.path, full_size=True), r).save(out, quality=90)
-            except OSError as e:
-                fail(f"could not write {out}: {e.strerror or e}. Choose a folder you can write to.", 1)
+            except (OSError, CatScannerError) as e:  # e.g. a name too long, or the photo gone since its scan
+                problems.append(f"{names.get(r.path, r.path)}: its drawing was not saved to {out}: "
+                                f"{getattr(e, 'strerror', None) or e}")
         yield r
+
+
+def _check_annotate_folder(folder: Path, files: list[Path]) -> None:
+    """``--annotate`` must not be where scanned photos are: the drawings would overwrite them."""
+    where = os.path.realpath(folder)
+    clash = next((f for f in files if os.path.realpath(f.parent) == where), None)
+    if clash is not None:
+        fail(f"--annotate {folder} holds photos being scanned ({clash}): the drawings would overwrite them. "
+             "Choose another folder.")
 
 
 def _breed_text(breeds) -> str:
@@ -145,10 +159,11 @@ def scan(
     from ..runtime.scanner import Scanner
 
     runtime, precision = _runtime_choice(runtime, precision)
-    files, failures = expand_paths(paths)
+    files, failures = expand_paths(paths, skip=annotate)
     if not files and not failures:
         fail("no photos found in the paths given.")
     if annotate:
+        _check_annotate_folder(annotate, files)
         try:
             annotate.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -165,14 +180,16 @@ def scan(
     results: Iterable[ScanResult] = progress_bar(scanner.scan_many(files, threshold=threshold, batch_size=batch_size),
                                                  desc="scanning", total=len(files), enabled=show_bar, transient=True)
     names = display_names(files)
+    drawing_problems: list[str] = []
     if annotate:
-        results = _save_annotated(scanner, results, annotate, names)
+        results = _save_annotated(scanner, results, annotate, names, drawing_problems)
     failed = 0
     if json_lines:
         for r in [*failures, *results]:
             failed += not r.ok
             print(json.dumps(r.to_dict()), flush=True)
-        raise typer.Exit(1 if failed else 0)
+        _report_drawing_problems(drawing_problems)
+        raise typer.Exit(1 if failed or drawing_problems else 0)
 
     table = Table(title="Cat Scanner")
     # "fold" wraps a long name or message onto the next line instead of cutting it with "…".
@@ -192,7 +209,13 @@ def scan(
     console.print(table)
     if failed:
         err_console.print(f"[red]{failed} of {len(files) + len(failures)} photos could not be scanned.[/red]")
-    raise typer.Exit(1 if failed else 0)
+    _report_drawing_problems(drawing_problems)
+    raise typer.Exit(1 if failed or drawing_problems else 0)
+
+
+def _report_drawing_problems(problems: list[str]) -> None:
+    for p in problems:
+        err_console.print(f"[red]error:[/red] {escape(p)}", highlight=False)
 
 
 def serve(
@@ -226,10 +249,13 @@ def serve(
             ModelFiles.resolve(models)
         except CatScannerError as e:
             fail(str(e))
-    settings = Settings.from_env(
-        model_dir=str(models) if models else None, threads=workers, max_queue=max_queue,
-        max_upload_bytes=None if max_upload_mb is None else int(max_upload_mb * 1024 * 1024),
-    )
+    try:
+        settings = Settings.from_env(
+            model_dir=str(models) if models else None, threads=workers, max_queue=max_queue,
+            max_upload_bytes=None if max_upload_mb is None else int(max_upload_mb * 1024 * 1024),
+        )
+    except ValueError as e:  # a CATSCAN_* variable that is not a number
+        fail(str(e))
     web_app = create_app(settings)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import re
 import stat
 import warnings
 from dataclasses import dataclass
@@ -119,11 +120,12 @@ def decode_image(
             # would otherwise refuse images a caller allowed with a larger max_pixels.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as e:  # Pillow's hard limit (2 x MAX_IMAGE_PIXELS)
+    except Image.DecompressionBombError as e:  # Pillow's hard limit (2 x MAX_IMAGE_PIXELS), before ours
         limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
+        found = re.search(r"\((\d+) pixels\)", str(e))  # "Image size (900000000 pixels) exceeds limit of ..."
+        size = f"{int(found.group(1)) / 1e6:.1f} megapixels" if found else "too many pixels to decode safely"
         raise ImageTooLargeError(
-            f"The image has too many pixels to decode safely ({e}). "
-            f"Resize it below {limit / 1e6:.0f} megapixels."
+            f"The image is {size}; the limit is {limit / 1e6:.0f} megapixels. Resize it and try again."
         ) from None
     except UnidentifiedImageError:
         if _looks_like_image(data):
@@ -150,9 +152,9 @@ def decode_image(
             scale = max(1, min(w, h) // draft_short_side)
             img.draft("RGB", (math.ceil(w / scale), math.ceil(h / scale)))
         img.load()
-        swap = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)  # EXIF orientation turns it 90 degrees
-        img = _to_rgb(ImageOps.exif_transpose(img))
-        img.info[SOURCE_SIZE] = (h, w) if swap else (w, h)
+        upright, turned = _upright(img)
+        img = _to_rgb(upright)
+        img.info[SOURCE_SIZE] = (h, w) if turned else (w, h)
         return img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageTooLargeError(f"The image has too many pixels to decode safely ({e}).") from None
@@ -160,6 +162,18 @@ def decode_image(
         raise CorruptImageError(
             f"The image data is truncated or corrupt ({e}). Re-export or re-download the photo."
         ) from None
+
+
+def _upright(img: Image.Image) -> tuple[Image.Image, bool]:
+    """(``img`` turned as its EXIF orientation says, whether that turned it by 90 degrees); an EXIF
+    block too broken to read is ignored (the pixels are fine: the photo is scanned as stored)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # Pillow's "Corrupt EXIF data" warnings
+            turned = img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+            return ImageOps.exif_transpose(img), turned
+    except Exception:  # noqa: BLE001 - Pillow's EXIF parser raises many types on garbage
+        return img, False
 
 
 def load_image(path: str | Path, **kwargs) -> Image.Image:
@@ -189,6 +203,8 @@ def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> byte
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise UnreadableFileError(f"Could not read {path}: {e.strerror or e}. Check the path and its permissions.") from None
+    except ValueError as e:  # a NUL byte in the path
+        raise UnreadableFileError(f"Could not read {path!r}: {e}. Check the path.") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):  # checked before fdopen, which raises IsADirectoryError for a folder
         os.close(fd)

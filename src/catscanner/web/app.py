@@ -100,6 +100,21 @@ class Models:
         return self._future.result()
 
 
+def _env_number(name: str, kind: type, default):
+    """The environment variable ``name`` as a non-negative ``kind`` (int or float), else ``default``."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        value = -1
+    if not value >= 0:  # also NaN
+        what = "a whole number" if kind is int else "a number"
+        raise ValueError(f"{name}={raw!r}: it must be {what}, 0 or more (unset it for the default, {default}).")
+    return value
+
+
 @dataclass(frozen=True)
 class Settings:
     """The server's limits; :meth:`from_env` reads ``CATSCAN_*`` variables (see ``catscan serve --help``)."""
@@ -115,12 +130,14 @@ class Settings:
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
+        """Settings from the ``CATSCAN_*`` environment, ``overrides`` (not None) winning; raises
+        ValueError naming the variable when one is not a number of the right kind."""
         env = {
             "model_dir": os.environ.get("CATSCAN_MODEL_DIR") or None,
-            "threads": int(os.environ.get("CATSCAN_THREADS", 0)),
-            "max_queue": int(os.environ.get("CATSCAN_MAX_QUEUE", DEFAULT_MAX_QUEUE)),
-            "max_upload_bytes": int(os.environ.get("CATSCAN_MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
-            "admission_wait": float(os.environ.get("CATSCAN_ADMISSION_WAIT", DEFAULT_ADMISSION_WAIT)),
+            "threads": _env_number("CATSCAN_THREADS", int, 0),
+            "max_queue": _env_number("CATSCAN_MAX_QUEUE", int, DEFAULT_MAX_QUEUE),
+            "max_upload_bytes": _env_number("CATSCAN_MAX_UPLOAD_BYTES", int, DEFAULT_MAX_UPLOAD_BYTES),
+            "admission_wait": _env_number("CATSCAN_ADMISSION_WAIT", float, DEFAULT_ADMISSION_WAIT),
         }
         return cls(**{**env, **{k: v for k, v in overrides.items() if v is not None}})
 
