@@ -300,3 +300,41 @@ def test_resume_repairs_what_a_kill_can_leave(tmp_path):
     sink = open_sink(str(out), resume=True)
     assert not (out / ".inflight-part-x.parquet").exists()
     assert sink.done_keys() == (set(), set())
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_a_file_name_that_is_not_utf8_gets_its_row(cat_photo, tmp_path, suffix):
+    """An archive copied from an old Windows or Latin-1 system: "café.jpg" named in Latin-1 bytes.
+    The run used to stop at the first flush (Parquet refuses lone surrogates) and --resume never got
+    past it; now its row stores the name with the odd byte as \\xe9, and a resume finds it done."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    odd = os.fsdecode(os.fsencode(str(folder)) + b"/caf\xe9.jpg")
+    (folder / "plain.jpg").write_bytes(cat_photo.read_bytes())
+    Path(odd).write_bytes(cat_photo.read_bytes())
+    out = tmp_path / f"results{suffix}"
+    for resume in ([], ["--resume"]):
+        result = CliRunner().invoke(app, ["batch", str(folder), "--output", str(out), "--threads", "1", *resume])
+        assert result.exit_code == 0, result.output
+    rows = read_rows(out)
+    assert sorted(r["path"] for r in rows) == [str(folder) + "/caf\\xe9.jpg", str(folder / "plain.jpg")]
+    assert all(r["is_cat"] and r["error"] is None for r in rows)  # each scanned once, both cats
+    scanned = CliRunner().invoke(app, ["scan", "--json", "--threads", "1", odd])
+    assert json.loads(scanned.stdout)["path"] == str(folder) + "/caf\\xe9.jpg"  # valid JSON text, no lone surrogate
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_a_resume_still_reports_the_failures_of_the_earlier_run(cat_photo, tmp_path, suffix):
+    """A resume that only skips rows must not say "failed: 0" and exit 0 while the output holds a failed
+    row for one of the photos: a script that reruns until exit 0 would take the archive for clean."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(cat_photo.read_bytes())
+    (folder / "broken.jpg").write_bytes(b"not a photo")
+    out = tmp_path / f"results{suffix}"
+    first = CliRunner().invoke(app, ["batch", str(folder), "--output", str(out), "--threads", "1"])
+    assert first.exit_code == 1 and "failed: 1" in first.output
+    again = CliRunner().invoke(app, ["batch", str(folder), "--output", str(out), "--threads", "1", "--resume"])
+    assert again.exit_code == 1, again.output
+    assert "Scanned 0 photos" in again.output and "failed in an earlier run: 1" in again.output
+    assert len(read_rows(out)) == 2

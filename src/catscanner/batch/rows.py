@@ -28,7 +28,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from ..runtime.contract import ModelFiles
-from ..runtime.schema import ScanResult
+from ..runtime.schema import ScanResult, text_path
 from .sources import Photo
 
 COLUMNS = ("path", "size", "mtime_ns", "is_cat", "cat_probability", "n_cats", "top_breed", "top_breed_percent",
@@ -40,7 +40,7 @@ def to_row(photo: Photo, result: ScanResult, model_version: str) -> dict:
     """The row of one photo (``result.path`` is replaced by the photo's absolute path or URI)."""
     top = result.breeds[0] if result.breeds else None
     return {
-        "path": photo.path,
+        "path": text_path(photo.path),
         "size": photo.size,
         "mtime_ns": photo.mtime_ns,
         "is_cat": result.is_cat,

@@ -19,6 +19,7 @@ ENGINES = ("local", "ray")
 class Summary:
     listed: int = 0  # photos named by the sources
     skipped: int = 0  # already in OUT (--resume)
+    failed_before: int = 0  # of those, photos whose row records a failure (an earlier run's)
     to_scan: int = 0
     scanned: int = 0  # rows written by this run (failed photos included)
     photos_with_cats: int = 0
@@ -110,6 +111,9 @@ def run_batch(sources: Sequence[str], output: str, options: BatchOptions, *, eng
             raise BatchError("no photos found in the sources given.")
         todo = [p for p in photos if p.key not in done]
         summary.listed, summary.skipped, summary.to_scan = len(photos), len(photos) - len(todo), len(todo)
+        if summary.skipped:
+            failed_before = sink.failed_keys()
+            summary.failed_before = sum(p.key in failed_before for p in photos)
         if resume and summary.skipped:
             log(f"resuming: {summary.skipped} of {len(photos)} photos are already in {output}")
         on_start(summary)

@@ -109,6 +109,10 @@ class ParquetSink:
         rows = self.read([*KEY_COLUMNS, "model_version"])
         return {tuple(r[c] for c in KEY_COLUMNS) for r in rows}, {r["model_version"] for r in rows}
 
+    def failed_keys(self) -> set[tuple]:
+        """Keys of the rows written so far that record a failure."""
+        return {tuple(r[c] for c in KEY_COLUMNS) for r in self.read([*KEY_COLUMNS, "error"]) if r["error"]}
+
     def write(self, rows: list[dict]) -> None:
         if not rows:
             return
@@ -142,6 +146,7 @@ class JsonlSink:
         if self.existed and os.path.getsize(self.path) > 0 and not resume:
             raise OutputError(f"{output} already holds results: pass --resume to continue it, or choose another name.")
         self._keys: set[tuple] = set()
+        self._failed: set[tuple] = set()
         self._versions: set[str] = set()
         if self.existed:
             self._read_and_repair()
@@ -166,7 +171,10 @@ class JsonlSink:
                         raise OutputError(f"{self.output} has a broken line in the middle (byte {good_end}); "
                                           "fix or move the file before resuming.") from None
                     break  # the last line of a killed run
-                self._keys.add(tuple(row.get(c) for c in KEY_COLUMNS))
+                key = tuple(row.get(c) for c in KEY_COLUMNS)
+                self._keys.add(key)
+                if row.get("error"):
+                    self._failed.add(key)
                 self._versions.add(row.get("model_version"))
                 good_end += len(line)
         if good_end < size:
@@ -174,6 +182,9 @@ class JsonlSink:
 
     def done_keys(self) -> tuple[set[tuple], set[str]]:
         return self._keys, self._versions
+
+    def failed_keys(self) -> set[tuple]:
+        return self._failed
 
     def write(self, rows: list[dict]) -> None:
         if not rows:

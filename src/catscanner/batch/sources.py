@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 from ..errors import FileTooLargeError, UnreadableFileError
 from ..runtime.imaging import IMAGE_SUFFIXES
+from ..runtime.schema import text_path
 from .options import BatchError
 
 LIST_SUFFIXES = frozenset({".txt", ".lst"})
@@ -44,8 +45,9 @@ class Photo:
 
     @property
     def key(self) -> tuple[str, int | None, int | None]:
-        """What ``--resume`` compares: the same path with the same size and mtime was scanned."""
-        return (self.path, self.size, self.mtime_ns)
+        """What ``--resume`` compares: the same path (as the rows store it) with the same size and
+        mtime was scanned."""
+        return (text_path(self.path), self.size, self.mtime_ns)
 
     @property
     def is_uri(self) -> bool:

@@ -60,7 +60,8 @@ def batch(
 
     One row per photo; a photo that fails is a row with its error, and the run goes on.
     Progress goes to stderr, then a summary.
-    Exit code 0 when every photo was scanned, 1 when any photo failed, 2 for usage errors,
+    Exit code 0 when every photo was scanned, 1 when any photo failed (in this run or, for the
+    photos a --resume skips, in an earlier one), 2 for usage errors,
     130 when interrupted (rerun with --resume).
     """
     from ..batch.options import BatchError, BatchOptions
@@ -95,7 +96,7 @@ def batch(
     finally:
         progress.stop()
     _print_summary(summary, output)
-    raise typer.Exit(130 if summary.interrupted else 1 if summary.failed else 0)
+    raise typer.Exit(130 if summary.interrupted else 1 if summary.failed or summary.failed_before else 0)
 
 
 class _Progress:
@@ -159,6 +160,9 @@ def _print_summary(s, output: str) -> None:
       highlight=False)
     if s.skipped:
         p(f"  skipped {s.skipped} photos already in {output}", highlight=False, markup=False)
+    if s.failed_before:
+        p(f"  [red]failed in an earlier run: {s.failed_before}[/red] (their rows in {escape(output)} say why; "
+          "to scan them again, write to a new output)", highlight=False)
     p(f"  cats: {s.cats} in {s.photos_with_cats} photos" + (f"; {s.wild_cats} photos of wild cats" if s.wild_cats else ""),
       highlight=False)
     if s.breeds:

@@ -17,6 +17,19 @@ from dataclasses import asdict, dataclass, field
 _DOCS = {"use_attribute_docstrings": True, "json_schema_serialization_defaults_required": True}
 
 
+def text_path(path: str | None) -> str | None:
+    r"""``path`` as valid Unicode text for JSON and Parquet. A file name that is not UTF-8 (say
+    ``café.jpg`` saved in Latin-1) reaches Python with lone surrogates, which no UTF-8 writer accepts:
+    its undecodable bytes are written as ``\xNN`` instead (``caf\xe9.jpg``); every other path is unchanged."""
+    if path is None:
+        return None
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass(frozen=True)
 class Box:
     """Where a cat is, in pixels of the upright photo: left, top, right, bottom."""
@@ -128,7 +141,9 @@ class ScanResult:
 
     def to_dict(self) -> dict:
         """The JSON of ``catscan scan --json`` and ``POST /api/v1/scan`` (see README)."""
-        return asdict(self)
+        d = asdict(self)
+        d["path"] = text_path(self.path)
+        return d
 
     @classmethod
     def failed(cls, path: str | None, code: str, message: str) -> "ScanResult":
