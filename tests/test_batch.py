@@ -338,3 +338,42 @@ def test_a_resume_still_reports_the_failures_of_the_earlier_run(cat_photo, tmp_p
     assert again.exit_code == 1, again.output
     assert "Scanned 0 photos" in again.output and "failed in an earlier run: 1" in again.output
     assert len(read_rows(out)) == 2
+
+
+def test_nothing_in_a_folder_is_dropped_silently(cat_photo, tmp_path):
+    """A named pipe called .jpg is an error row (batch dropped it while scan reported it); a linked
+    folder is not followed but named in a warning; scan and batch list a folder alike."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "cat.jpg").write_bytes(cat_photo.read_bytes())
+    os.mkfifo(folder / "pipe.jpg")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "more.jpg").write_bytes(cat_photo.read_bytes())
+    (folder / "linked").symlink_to(elsewhere, target_is_directory=True)
+    out = tmp_path / "results.jsonl"
+    result = CliRunner().invoke(app, ["batch", str(folder), "--output", str(out), "--threads", "1"])
+    assert result.exit_code == 1
+    rows = {Path(r["path"]).name: r for r in read_rows(out)}
+    assert set(rows) == {"cat.jpg", "pipe.jpg"}
+    assert rows["pipe.jpg"]["error_code"] == "io_error" and "named pipe" in rows["pipe.jpg"]["error"]
+    said = " ".join(result.output.split())
+    assert "linked folder, not followed" in said
+    scanned = CliRunner().invoke(app, ["scan", "--json", "--threads", "1", str(folder)])
+    records = {Path(json.loads(line)["path"]).name: json.loads(line) for line in scanned.stdout.splitlines()}
+    assert set(records) == {"cat.jpg", "pipe.jpg"} and records["pipe.jpg"]["error_code"] == "io_error"
+
+
+def test_a_list_file_from_notepad_or_in_latin1_names_its_photos(cat_photo, tmp_path):
+    """A list saved with a byte-order mark, naming a file whose name is Latin-1 bytes: both photos
+    are found (the mark was read as part of the first path; Latin-1 stopped the run)."""
+    (tmp_path / "first.jpg").write_bytes(cat_photo.read_bytes())
+    latin = os.fsencode(str(tmp_path)) + b"/caf\xe9.jpg"
+    Path(os.fsdecode(latin)).write_bytes(cat_photo.read_bytes())
+    listing = tmp_path / "photos.txt"
+    listing.write_bytes(b"\xef\xbb\xbf" + os.fsencode(str(tmp_path / "first.jpg")) + b"\n" + latin + b"\n")
+    out = tmp_path / "results.jsonl"
+    result = CliRunner().invoke(app, ["batch", str(listing), "--output", str(out), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    rows = read_rows(out)
+    assert len(rows) == 2 and all(r["is_cat"] for r in rows)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..errors import FileTooLargeError, UnreadableFileError
-from ..runtime.imaging import IMAGE_SUFFIXES
+from ..runtime.imaging import IMAGE_SUFFIXES, file_kind
 from ..runtime.schema import text_path
 from .options import BatchError
 
@@ -97,7 +97,9 @@ def _add(found: Iterable[Photo], photos: list[Photo], seen: set[str]) -> None:
 
 
 def _read_list(list_file: str) -> Iterator[str]:
-    with open(list_file, encoding="utf-8") as f:
+    # utf-8-sig: a byte-order mark (Windows Notepad) is not part of the first path; surrogateescape:
+    # a path in another encoding (Latin-1 names) keeps its bytes and opens as the file it names
+    with open(list_file, encoding="utf-8-sig", errors="surrogateescape") as f:
         for line in f:
             line = line.strip()
             if line and not line.startswith("#"):
@@ -124,7 +126,7 @@ def _local_photo(path: str) -> Photo:
 
 def _expand_local(source: str, warnings: list[str]) -> list[Photo]:
     if os.path.isdir(source):
-        found = _walk_local(source)
+        found = _walk_local(source, warnings)
         if not found:
             warnings.append(f"{source}: no photos found in this folder.")
         return found
@@ -136,28 +138,61 @@ def _expand_local(source: str, warnings: list[str]) -> list[Photo]:
     return [_local_photo(source)]
 
 
-def _walk_local(folder: str) -> list[Photo]:
-    """Image files under ``folder``, sorted; an unlistable sub-folder is an error row."""
-    found: list[Photo] = []
-    errors: list[Photo] = []
+@dataclass
+class FolderListing:
+    """What :func:`walk_folder` found: photo files with their ``os.stat`` (None when it failed: the
+    scan reports why), (path, message) for what cannot be scanned, and warnings."""
+
+    files: list[tuple[str, os.stat_result | None]]
+    problems: list[tuple[str, str]]
+    warnings: list[str]
+
+
+def walk_folder(folder: str, skip: str | None = None) -> FolderListing:
+    """Image files (by suffix) under ``folder``, sorted, paths joined onto ``folder`` as given; the
+    folder ``skip`` is left out. A sub-folder that cannot be listed and a photo name that is not a
+    regular file (a named pipe, a device) are problems; linked folders are not followed (a link
+    loop would never end), and each one skipped is a warning. ``catscan scan`` and ``batch`` list
+    folders with this."""
+    listing = FolderListing([], [], [])
+    skipped = os.path.realpath(skip) if skip is not None else None
 
     def unlistable(e: OSError) -> None:
-        path = os.path.abspath(e.filename)
-        errors.append(Photo(path, error=f"Could not list the folder {path}: {e.strerror}. Check its permissions.",
-                            error_code="io_error"))
+        listing.problems.append((e.filename, f"Could not list the folder {e.filename}: {e.strerror}. "
+                                             "Check its permissions."))
 
     for here, dirs, names in os.walk(folder, onerror=unlistable):
-        dirs.sort()
+        for d in sorted(dirs):
+            if os.path.islink(os.path.join(here, d)) and os.path.isdir(os.path.join(here, d)):
+                listing.warnings.append(f"{os.path.join(here, d)}: a linked folder, not followed "
+                                        "(name it on its own to scan it).")
+        dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(here, d)) != skipped)
         for name in sorted(names):
-            if _suffix(name) in IMAGE_SUFFIXES:
-                path = os.path.join(here, name)
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    found.append(Photo(os.path.abspath(path)))
-                    continue
-                if stat.S_ISREG(st.st_mode):
-                    found.append(Photo(os.path.abspath(path), st.st_size, st.st_mtime_ns))
+            if _suffix(name) not in IMAGE_SUFFIXES:
+                continue
+            path = os.path.join(here, name)
+            try:
+                st = os.stat(path)
+            except OSError:
+                listing.files.append((path, None))
+                continue
+            if stat.S_ISREG(st.st_mode):
+                listing.files.append((path, st))
+            else:
+                listing.problems.append((path, f"{path} is not a regular file (it is a {file_kind(st.st_mode)}): "
+                                               "give the path of a photo file."))
+    listing.files.sort(key=lambda f: f[0])
+    return listing
+
+
+def _walk_local(folder: str, warnings: list[str]) -> list[Photo]:
+    """Image files under ``folder`` as photos (absolute paths), sorted; what cannot be listed or
+    read is an error row."""
+    listing = walk_folder(folder)
+    warnings += listing.warnings
+    errors = [Photo(os.path.abspath(path), error=message, error_code="io_error") for path, message in listing.problems]
+    found = [Photo(os.path.abspath(path), st.st_size, st.st_mtime_ns) if st else Photo(os.path.abspath(path))
+             for path, st in listing.files]
     return errors + sorted(found, key=lambda p: p.path)
 
 

@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from ..batch.sources import walk_folder
 from ..errors import CatScannerError
 from ..runtime.breeds import DEFAULT_BREED_THRESHOLD
 from ..runtime.schema import ScanResult
@@ -44,28 +45,22 @@ def _runtime_choice(runtime: str | None, precision: str | None) -> tuple[str, st
     return runtime or AUTO, precision or AUTO
 
 
-def expand_paths(paths: list[Path], skip: Path | None = None) -> tuple[list[Path], list[ScanResult]]:
-    """(photo files, failures): files as given; folders walked recursively for image files
-    (sorted), leaving out the folder ``skip`` (where ``--annotate`` writes). A folder that cannot
-    be listed is a failure, not silently skipped."""
+def expand_paths(paths: list[Path], skip: Path | None = None) -> tuple[list[Path], list[ScanResult], list[str]]:
+    """(photo files, failures, warnings): files as given; folders walked recursively for image files
+    (sorted), leaving out the folder ``skip`` (where ``--annotate`` writes). A folder that cannot be
+    listed, or a photo name that is not a regular file, is a failure, not silently skipped."""
     files: list[Path] = []
     failures: list[ScanResult] = []
-    skipped = os.path.realpath(skip) if skip is not None else None
-
-    def unlistable(e: OSError) -> None:
-        failures.append(ScanResult.failed(e.filename, "io_error",
-                                          f"Could not list the folder {e.filename}: {e.strerror}. Check its permissions."))
-
+    warnings: list[str] = []
     for p in paths:
         if p.is_dir():
-            found = []
-            for folder, dirs, names in os.walk(p, onerror=unlistable):
-                dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(folder, d)) != skipped)
-                found += [Path(folder) / n for n in names if Path(n).suffix.lower() in IMAGE_SUFFIXES]
-            files += sorted(found)
+            listing = walk_folder(str(p), skip=str(skip) if skip is not None else None)
+            files += [Path(path) for path, _ in listing.files]
+            failures += [ScanResult.failed(path, "io_error", message) for path, message in listing.problems]
+            warnings += listing.warnings
         else:
             files.append(p)  # unreadable or missing files are reported by the scan itself
-    return files, failures
+    return files, failures, warnings
 
 
 def display_names(files: list[Path]) -> dict[str, str]:
@@ -159,7 +154,9 @@ def scan(
     from ..runtime.scanner import Scanner
 
     runtime, precision = _runtime_choice(runtime, precision)
-    files, failures = expand_paths(paths, skip=annotate)
+    files, failures, warnings = expand_paths(paths, skip=annotate)
+    for w in warnings:
+        err_console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     if not files and not failures:
         fail("no photos found in the paths given.")
     if annotate:

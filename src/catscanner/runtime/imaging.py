@@ -208,7 +208,7 @@ def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> byte
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):  # checked before fdopen, which raises IsADirectoryError for a folder
         os.close(fd)
-        raise UnreadableFileError(f"{path} is not a regular file (it is a {_file_kind(st.st_mode)}): "
+        raise UnreadableFileError(f"{path} is not a regular file (it is a {file_kind(st.st_mode)}): "
                                   "give the path of a photo file.")
     with os.fdopen(fd, "rb") as f:
         if st.st_size > max_bytes:
@@ -223,7 +223,7 @@ def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> byte
     return data
 
 
-def _file_kind(mode: int) -> str:
+def file_kind(mode: int) -> str:
     for test, name in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "named pipe"), (stat.S_ISCHR, "character device"),
                        (stat.S_ISBLK, "block device"), (stat.S_ISSOCK, "socket")):
         if test(mode):
