@@ -377,3 +377,26 @@ def test_a_list_file_from_notepad_or_in_latin1_names_its_photos(cat_photo, tmp_p
     assert result.exit_code == 0, result.output
     rows = read_rows(out)
     assert len(rows) == 2 and all(r["is_cat"] for r in rows)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_one_run_at_a_time_per_output_and_no_empty_output_left(cat_photo, tmp_path, suffix):
+    """A second run on an output another run is writing is refused (both wrote every row, twice);
+    a run that finds nothing to scan leaves no empty output behind."""
+    from catscanner.batch.options import BatchError
+    from catscanner.batch.sinks import open_sink
+
+    out = tmp_path / f"results{suffix}"
+    first = open_sink(str(out), resume=True)
+    try:
+        with pytest.raises(BatchError, match="another catscan batch is writing"):
+            open_sink(str(out), resume=True)
+        (tmp_path / "photo.jpg").write_bytes(cat_photo.read_bytes())
+        busy = CliRunner().invoke(app, ["batch", str(tmp_path / "photo.jpg"), "--output", str(out), "--resume"])
+        assert busy.exit_code == 2 and "another catscan batch" in " ".join(busy.output.split())
+    finally:
+        first.close()
+    assert not out.exists()  # the first sink wrote nothing: what it created is gone
+
+    nothing = CliRunner().invoke(app, ["batch", str(tmp_path / "*.heic"), "--output", str(out)])
+    assert nothing.exit_code == 2 and not out.exists()

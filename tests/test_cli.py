@@ -466,3 +466,16 @@ def test_a_drawing_that_cannot_be_saved_is_reported_and_the_scan_goes_on(tmp_pat
     said = " ".join(ANSI.sub("", r.stderr).split())  # rich wraps long lines
     assert "its drawing was not saved" in said and "File name too long" in said
     assert [p.name for p in out.iterdir()] == ["ok.jpg"]
+
+
+def test_a_terminal_without_unicode_gets_the_table_not_a_traceback(dog_photo: Path):
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1", "COLUMNS": "100"}
+    out = subprocess.run([sys.executable, "-m", "catscanner", "scan", "--threads", "1", str(dog_photo)],
+                         capture_output=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr.decode("latin-1")
+    assert b"no cat" in out.stdout and b"Traceback" not in out.stderr
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and re.fullmatch(r"catscan \d+\.\d+\.\d+\S*\n", result.stdout)

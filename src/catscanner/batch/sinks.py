@@ -11,7 +11,8 @@
   (Object stores cannot append to a file: write Parquet there.)
 
 ``done_keys()`` reads the (path, size, mtime_ns) of every row already written, for ``--resume``.
-One run at a time per OUT.
+One run at a time per OUT: a local OUT is locked while a run writes to it (a second run is refused).
+An OUT a run created and wrote nothing to is removed when it ends.
 """
 
 from __future__ import annotations
@@ -33,6 +34,21 @@ _INFLIGHT = ".inflight-"
 
 class OutputError(BatchError):
     """OUT cannot be used as asked (exists without --resume, wrong suffix, not writable, ...)."""
+
+
+def _lock(f, output: str) -> None:
+    """Hold an exclusive lock on the open file ``f`` until it is closed, or refuse: another run is
+    writing to ``output`` (two runs would write every row twice)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise OutputError(f"another catscan batch is writing to {output}: wait for it to end, or choose "
+                          "another output.") from None
 
 
 def pyarrow_parquet():
@@ -83,6 +99,11 @@ class ParquetSink:
             self.fs.create_dir(self.folder, recursive=True)
         except OSError as e:
             raise OutputError(f"could not create {output}: {e}") from None
+        self._lock_file = None
+        self.written = False
+        if self.local:  # readers skip names starting with "."
+            self._lock_file = open(os.path.join(self.folder, ".catscan-batch.lock"), "a")
+            _lock(self._lock_file, output)
         if resume:  # what a killed run left half-written
             for i in self._infos():
                 if os.path.basename(i.path).startswith(_INFLIGHT):
@@ -127,9 +148,15 @@ class ParquetSink:
             os.replace(tmp, final)
         else:  # an object appears only when its upload completes
             self.pq.write_table(table, final, filesystem=self.fs)
+        self.written = True
 
     def close(self) -> None:
-        pass
+        if self._lock_file is not None:
+            self._lock_file.close()
+            if not self.existed and not self.written:  # made by this run, which found nothing to write
+                os.remove(self._lock_file.name)
+                if not os.listdir(self.folder):
+                    os.rmdir(self.folder)
 
 
 class JsonlSink:
@@ -148,13 +175,18 @@ class JsonlSink:
         self._keys: set[tuple] = set()
         self._failed: set[tuple] = set()
         self._versions: set[str] = set()
-        if self.existed:
-            self._read_and_repair()
         try:
             os.makedirs(os.path.dirname(self.path), exist_ok=True)
             self._file = open(self.path, "ab")
         except OSError as e:
             raise OutputError(f"could not write {output}: {e.strerror or e}. Choose a path you can write to.") from None
+        _lock(self._file, output)  # before reading: another run may be appending
+        if self.existed:
+            try:
+                self._read_and_repair()
+            except BaseException:
+                self._file.close()
+                raise
 
     def _read_and_repair(self) -> None:
         """Read the keys of an existing file; a half-written last line (from a killed run) is cut off."""
@@ -195,3 +227,5 @@ class JsonlSink:
 
     def close(self) -> None:
         self._file.close()
+        if not self.existed and os.path.getsize(self.path) == 0:  # made by this run, which wrote nothing
+            os.remove(self.path)
