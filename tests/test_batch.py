@@ -179,6 +179,10 @@ def test_output_is_not_overwritten_and_models_are_not_mixed(cat_photo, tmp_path)
     assert result.exit_code == 2 and "--resume" in result.output
     result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(out), "--resume"])
     assert result.exit_code == 2 and "other models" in result.output
+    from_scan = tmp_path / "from_scan.jsonl"  # catscan scan --json output: rows without a model_version
+    from_scan.write_text(json.dumps({"path": str(cat_photo), "is_cat": True}) + "\n")
+    result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(from_scan), "--resume"])
+    assert result.exit_code == 2 and "not written by catscan batch" in " ".join(result.output.split())
     result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(tmp_path / "results.csv")])
     assert result.exit_code == 2 and ".parquet" in result.output
 

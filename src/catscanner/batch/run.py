@@ -99,8 +99,11 @@ def run_batch(sources: Sequence[str], output: str, options: BatchOptions, *, eng
     try:
         done, versions = sink.done_keys()
         other = versions - {options.model_version}
+        if None in other:
+            raise BatchError(f"{output} holds rows without a model_version: it was not written by catscan batch "
+                             "(catscan scan --json writes none). Write to a new output.")
         if other:
-            raise BatchError(f"{output} holds rows scanned with other models ({', '.join(sorted(map(str, other)))}); "
+            raise BatchError(f"{output} holds rows scanned with other models ({', '.join(sorted(other))}); "
                              f"this run uses {options.model_version}. Write to a new output, "
                              "or pass --models with the models it was started with.")
         expansion = expand_sources(sources)
