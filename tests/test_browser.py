@@ -128,6 +128,7 @@ def expect_result_matches_api(page, api: dict) -> None:
     expect(page.locator("#verdict")).to_have_text(verdict, timeout=TIMEOUT_MS)
     expect(page.locator("#confidence")).to_contain_text(f"{round(100 * api['cat_probability'])} %")
     expect(page.locator("#error")).to_be_hidden()
+    expect(page.locator("#status")).to_have_text(f"{verdict}. {page.locator('#confidence').text_content()}.")  # read out
     expect(page.locator("#boxes [data-testid=box]")).to_have_count(n)
     cats = page.locator("#cats [data-testid=cat]")
     expect(cats).to_have_count(n)
@@ -297,3 +298,9 @@ def test_desktop_hides_the_camera_button(page: Page) -> None:
 
     expect(page.page.locator("label[for=file]")).to_be_visible()
     expect(page.page.locator("label[for=camera]")).to_be_hidden()
+    # keyboard users: Tab reaches the photo chooser and then the page's link, never the hidden camera input
+    focused = []
+    for _ in range(3):
+        page.page.keyboard.press("Tab")
+        focused.append(page.page.evaluate("document.activeElement.id || document.activeElement.tagName"))
+    assert "camera" not in focused and "file" in focused, focused

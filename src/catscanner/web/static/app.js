@@ -167,6 +167,7 @@
     const id = ++current;
     clearMessages();
     showPreview(file);
+    els.status.classList.remove("visually-hidden");
     els.status.textContent = "Scanning…";
     const form = new FormData();
     form.append("file", file, file.name || "photo");
@@ -186,6 +187,9 @@
     els.status.textContent = "";
     if (outcome.result) {
       showResult(outcome.result);
+      // the live region tells screen readers the answer; the page already shows it, so it is hidden
+      els.status.classList.add("visually-hidden");
+      els.status.textContent = `${els.verdict.textContent}. ${els.confidence.textContent}.`;
     } else {
       showError(outcome.message || "The server sent an answer this page could not read. Try again.");
     }
