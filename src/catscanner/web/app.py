@@ -33,12 +33,13 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..runtime.breeds import BREEDS
+from ..runtime.imaging import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from ..runtime.scanner import Scanner
 from ..runtime.schema import ScanResult
 from .docs import install_docs
 from .errors import ApiError, error_response, install_error_handlers
 from .pool import InferencePool, busy
-from .schemas import ERROR_RESPONSES, SCAN_REQUEST_BODY, BreedsResponse, HealthResponse
+from .schemas import ERROR_RESPONSES, SCAN_REQUEST_BODY, BreedsResponse, HealthResponse, describe_limits
 from .uploads import UploadLimits, read_upload
 
 log = logging.getLogger("catscanner.web")
@@ -361,6 +362,17 @@ def create_app(settings: Settings | None = None, *, scanner_factory: Callable[[]
         docs_url=None,  # replaced by a self-hosted Swagger UI (FastAPI's loads it from a CDN)
         redoc_url=None,  # ReDoc would load from a CDN too, and its bundle is not shipped
     )
+    base_openapi = app.openapi
+
+    def openapi() -> dict:  # FastAPI's "Extending OpenAPI": the schema states this server's limits
+        if app.openapi_schema is None:
+            app.openapi_schema = describe_limits(
+                base_openapi(), SCAN_PATH, max_upload_bytes=settings.max_upload_bytes,
+                idle_timeout=settings.idle_timeout, upload_deadline=settings.upload_deadline,
+                min_side=DEFAULT_MIN_SIDE, max_pixels=DEFAULT_MAX_PIXELS)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     install_error_handlers(app)
     app.add_middleware(AdmissionGate, state=app.state, path=SCAN_PATH)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..errors import size_text
+
 UPLOAD_FIELD = "file"
 
 
@@ -39,8 +41,8 @@ RETRY_AFTER = {"Retry-After": {
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "Malformed upload (e.g. broken multipart data) or the client "
                                                   "went away before the upload finished."},
-    408: {"model": ErrorResponse, "description": "The upload sent nothing for 10 s or took longer than 60 s "
-                                                  "(`upload_timeout`)."},
+    408: {"model": ErrorResponse, "description": "The upload stalled or took too long (`upload_timeout`); "
+                                                  "the limits are in the operation's description."},
     413: {"model": ErrorResponse, "description": "The upload is larger than the server's limit."},
     415: {"model": ErrorResponse, "description": "The upload is not an image (judged by its content)."},
     422: {"model": ErrorResponse, "description": "Empty, corrupt, too small or too large image, "
@@ -55,8 +57,8 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
 SCAN_REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "The photo (JPEG, PNG, GIF, WebP, BMP or TIFF; at least 32 px a side, at most 50 "
-                       "megapixels and 10 MiB): as multipart form field `file`, or as the raw request body "
+        "description": "The photo (JPEG, PNG, GIF, WebP, BMP or TIFF; see the operation's description for the "
+                       "size limits): as multipart form field `file`, or as the raw request body "
                        "with its image type or `application/octet-stream`. The format is judged by content, "
                        "not by the declared type or file name.",
         "content": {
@@ -74,3 +76,18 @@ SCAN_REQUEST_BODY: dict[str, Any] = {
         },
     }
 }
+
+
+def describe_limits(schema: dict, scan_path: str, *, max_upload_bytes: int, idle_timeout: float,
+                    upload_deadline: float, min_side: int, max_pixels: int) -> dict:
+    """Write this server's limits into its OpenAPI ``schema`` (they are settings, not constants):
+    the scan operation's description and its 408 and 413 answers."""
+    op = schema["paths"][scan_path]["post"]
+    limits = (f"Limits of this server: at most {size_text(max_upload_bytes)} and {max_pixels / 1e6:g} megapixels, "
+              f"at least {min_side} px a side; an upload that sends nothing for {idle_timeout:g} s or takes longer "
+              f"than {upload_deadline:g} s in all is cut off (408).")
+    op["description"] = f"{op.get('description', '').rstrip()}\n\n{limits}"
+    op["responses"]["408"]["description"] = (f"The upload sent nothing for {idle_timeout:g} s or took longer than "
+                                             f"{upload_deadline:g} s (`upload_timeout`).")
+    op["responses"]["413"]["description"] = f"The upload is larger than this server's limit, {size_text(max_upload_bytes)}."
+    return schema
