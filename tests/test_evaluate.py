@@ -152,3 +152,15 @@ def test_evaluate_detector_end_to_end_with_intervals(tmp_path, oxford_dir, data_
     assert len(r["localization"]) == 4  # the four COCO photos with a cat
     assert json.loads((out / "detector_metrics.json").read_text())["summary"] == s
     assert (out / "reliability.png").stat().st_size > 10_000
+
+
+@pytest.mark.parametrize("command", ["evaluate", "evaluate-detector"])
+def test_evaluating_without_the_training_extra_says_what_to_install(command, monkeypatch, tmp_path):
+    """A plain install has no SciPy, scikit-learn or matplotlib: a usage error naming the extra, not
+    an ImportError traceback."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "scipy", None)  # import fails as if not installed
+    result = runner.invoke(app, [command, "--out", str(tmp_path)])
+    assert result.exit_code == 2, result.output
+    assert "needs scipy" in result.output and "catscanner[train]" in result.output

@@ -27,6 +27,20 @@ def need_torch() -> None:
         fail("this command needs PyTorch: pip install torch==2.13.0 'catscanner[train]'")
 
 
+def need_measuring_tools() -> None:
+    """The evaluations need the training extra's scientific libraries (not PyTorch)."""
+    import importlib
+
+    missing = []
+    for module in ("scipy", "sklearn", "matplotlib"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        fail(f"this command needs {', '.join(missing)}: pip install 'catscanner[train]'")
+
+
 def data_root(path: Path | None = None) -> Path:
     from ..training.data import data_root as resolve
 
@@ -190,6 +204,7 @@ def evaluate(
     tta: Annotated[bool, typer.Option(help="Average with the mirrored photo.")] = False,
 ) -> None:
     """Breed accuracy, precision/recall/F1 (micro, macro, weighted, per breed), ECE, confusion matrix."""
+    need_measuring_tools()
     from ..training.evaluate import evaluate_breeds, plot_confusion, save_json
 
     try:
@@ -227,6 +242,7 @@ def evaluate_detector(
 ) -> None:
     """The whole-frame detector on data it was not fitted on: scenes with 1-3 cats of every shape,
     Oxford test cats and dogs, cat-free COCO photos; calibration with its reliability diagram."""
+    need_measuring_tools()
     from ..training.evaluate import evaluate_detector as run, plot_reliability, save_json
 
     try:
