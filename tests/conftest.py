@@ -13,8 +13,10 @@ Data (real photos, never synthetic stand-ins):
 Models:
 
 - ``scanner``       one real :class:`catscanner.runtime.scanner.Scanner` with the shipped models (both
-                    of them, or the test fails), loaded once per test session. It runs ONNX Runtime
-                    on 1 thread to keep CPU use modest (results do not depend on the thread count).
+                    of them, or the test fails), loaded once per test session, on the runtime "auto"
+                    picks (OpenVINO where installed and the CPU computes bf16 natively, else ONNX
+                    Runtime), on 1 thread to keep CPU use modest (results do not depend on the
+                    thread count).
                     Do not mutate it.
 
 The shared data folder is read-only (in CI too): write only to ``tmp_path`` / ``tmp_path_factory``.

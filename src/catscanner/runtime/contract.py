@@ -53,7 +53,9 @@ class DetectionParams:
     nms_iou: float = 0.4  # a box overlapping a more confident one this much (IoU) is dropped
     nms_contained: float = 0.7  # ... or lying this much inside it (intersection / smaller area)
     wild_share: float = 0.5  # a box is a wild cat when wild-cat classes hold this share of its cat mass
-    wild_min_mass: float = 0.2  # a photo without cat boxes shows a wild cat when ImageNet gives wild cats this much
+    # a photo without cat boxes shows a wild cat when ImageNet gives wild cats this much; a looked-at
+    # crop called wild must hold this much too
+    wild_min_mass: float = 0.2
     # a looked-at crop is a wild cat only when the head also sees a cat's centre in it: its heat-map
     # peak reaches this (0 = no such bar, as in files before it)
     wild_min_peak: float = 0.0

@@ -1,13 +1,15 @@
 """The whole-frame cat detector at run time: the exported ONNX graph + decoding its outputs.
 
-The graph (``training/detection.py``) looks at the whole photo, resized to a few hundred
-thousand pixels whatever its shape, and returns a heat map of cat centres with a box size and
-offset per cell (a CenterNet-style head on the frozen ImageNet backbone), the ImageNet logits of
-the whole photo, and the ImageNet logits of each stride-32 cell. Here peaks of the heat map become
-candidate boxes; each is scored by a logistic rule on its peak and on the ImageNet class groups
-of the box (domestic cats, wild cats, Mexican hairless, dogs), a calibrated probability;
-non-maximum suppression keeps one box per cat, and the box's ImageNet classes tell a house cat
-from a wild one (lynx, leopard, lion, tiger, ...).
+The graph (``training/detection.py``) looks at the whole photo, resized to the detector's
+``max_pixels`` (75,000 for the shipped one) whatever its shape, and returns a heat map of cat centres
+with a box size and offset per cell (CenterNet-style heads on the frozen ImageNet backbone; the
+shipped file averages three), the ImageNet logits of the whole photo, and the ImageNet logits of
+each stride-32 cell. Here peaks of the heat map become candidate boxes; each is scored by a logistic
+rule on its peak and on the ImageNet class groups of the box (domestic cats, wild cats, Mexican
+hairless, dogs); non-maximum suppression keeps one box per cat. A second look then runs the same
+graph on a crop around each of the likeliest boxes (or reuses the first pass when the crop would
+cover most of the photo) and scores it again: the calibrated probability. The crop's ImageNet
+classes tell a house cat from a wild one (lynx, leopard, lion, tiger, ...).
 """
 
 from __future__ import annotations
