@@ -28,7 +28,7 @@ import numpy as np
 
 from catscanner.progress import progress_bar
 from catscanner.runtime.contract import Output
-from catscanner.runtime.detector import (box_features, crop_peaks, log_softmax, look_evidence, look_features,
+from catscanner.runtime.detector import (box_features, log_softmax, look_evidence, look_features,
                                          reuses_first_pass, suppress)
 from catscanner.runtime.engine import OrtModel
 from catscanner.runtime.imaging import preprocess_frame, preprocess_square

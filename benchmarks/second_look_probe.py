@@ -13,7 +13,7 @@ head); its held-out fifth (cats it never saw). For each photo: the candidates of
 scene, resized to S x S, run through the same graph; its whole-crop ImageNet class groups and the
 crop's heat-map peak are added as features. Thresholds chosen as fit_detector.choose_params does.
 """
-import sys, time, json
+import sys, time
 from dataclasses import replace
 import numpy as np
 from PIL import Image
@@ -22,9 +22,9 @@ from sklearn.linear_model import LogisticRegression
 from catscanner.runtime.engine import OrtModel
 from catscanner.runtime.contract import Output
 from catscanner.runtime.detector import box_features, suppress, group_log_masses, _logit, Candidate
-from catscanner.runtime.imaging import frame_size, normalize, preprocess_frame
+from catscanner.runtime.imaging import normalize, preprocess_frame
 from catscanner.training.scenes import Pools, make_scene, plain_items
-from catscanner.training.fit_detector import split_by_cat, _base_params, _outcomes, pick_thresholds, FALSE_ALARM_BUDGET
+from catscanner.training.fit_detector import split_by_cat, _base_params, _outcomes, pick_thresholds
 from catscanner.training.metrics import finds, summarize
 
 SEED, K, S = 1, int(sys.argv[1]) if len(sys.argv) > 1 else 3, int(sys.argv[2]) if len(sys.argv) > 2 else 192

@@ -242,8 +242,6 @@ def test_non_image_shows_the_api_error(page: Page, server: str, artifact_dir: Pa
 
 def test_drop_and_paste(page: Page, server: str, oxford_images: Path) -> None:
     """A dog photo dropped on the page, then a cat photo pasted: each replaces the last result."""
-    from playwright.sync_api import expect
-
     pg = page.page
     for event, name in (("drop", DOG_PHOTO), ("paste", CAT_PHOTO)):
         data = (oxford_images / name).read_bytes()

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import subprocess
@@ -82,8 +81,6 @@ def make_scanner(runtime: str, precision: str = "auto"):
     """A Scanner on ``runtime``/``precision`` (1 thread)."""
     from catscanner.runtime.scanner import Scanner
 
-    if "runtime" not in inspect.signature(Scanner).parameters:
-        pytest.skip("Scanner(runtime=..., precision=...) is not wired to load_model yet (issue 9)")
     return Scanner(threads=1, runtime=runtime, precision=precision)
 
 

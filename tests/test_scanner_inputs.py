@@ -23,7 +23,6 @@ import pytest
 from PIL import Image
 
 from catscanner.errors import (
-    CatScannerError,
     CorruptImageError,
     FileTooLargeError,
     ImageTooLargeError,

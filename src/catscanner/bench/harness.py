@@ -93,10 +93,6 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def _log(msg: str) -> None:
-    print(msg, file=sys.stderr, flush=True)
-
-
 def _ratio(a, b) -> float | None:
     return round(a / b, 2) if a and b else None
 

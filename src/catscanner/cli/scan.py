@@ -17,7 +17,6 @@ from ..errors import CatScannerError
 from ..runtime.breeds import DEFAULT_BREED_THRESHOLD
 from ..runtime.schema import ScanResult
 from .common import console, err_console, fail
-from ..runtime.imaging import IMAGE_SUFFIXES
 
 MAX_THREADS = 256
 

@@ -169,8 +169,7 @@ class OpenVinoModel(Model):
     runtime = OPENVINO
 
     def __init__(self, path: str | Path, threads: int | None = None, precision: str | None = AUTO,
-                 static_shapes: bool = False, max_shapes: int = 16, performance_hint: str = "LATENCY",
-                 streams: int | None = None):
+                 static_shapes: bool = False, max_shapes: int = 16, streams: int | None = None):
         path = _check_file(path)
         ov = _import(OPENVINO)
         core = _ov_core()
@@ -198,7 +197,7 @@ class OpenVinoModel(Model):
         if self.streams > 1:
             self.config.update({"NUM_STREAMS": self.streams, "INFERENCE_NUM_THREADS": self.streams * int(threads or 1)})
         else:
-            self.config["PERFORMANCE_HINT"] = performance_hint
+            self.config["PERFORMANCE_HINT"] = "LATENCY"
             if threads:
                 self.config["INFERENCE_NUM_THREADS"] = int(threads)
         if os.environ.get(ENV_CACHE_DIR):
@@ -294,10 +293,6 @@ def installed(runtime: str) -> bool:
         return True
     except ModelError:
         return False
-
-
-def installed_runtimes() -> list[str]:
-    return [r for r in RUNTIMES if installed(r)]
 
 
 def runtime_version(runtime: str) -> str | None:

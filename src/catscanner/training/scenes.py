@@ -187,7 +187,7 @@ def make_scene(pools: Pools, index: int, seed: int = 0) -> Scene:
         src = _load(name)
         if rng.random() < 0.5:
             src = src.transpose(Image.FLIP_LEFT_RIGHT)
-        box = _place(rng, W, H, src.width / src.height, [c.box for c in scene.cats] + placed[:0])
+        box = _place(rng, W, H, src.width / src.height, [c.box for c in scene.cats])
         # cats may cover distractors but must not hide each other (overlap <= 15 % of the smaller)
         if box is None:
             continue
