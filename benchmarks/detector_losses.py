@@ -16,7 +16,7 @@ from collections import Counter
 import numpy as np
 
 from catscanner.progress import progress_bar
-from catscanner.runtime.detector import box_features, score, suppress, to_look_at
+from catscanner.runtime.detector import box_features, kept_boxes, score, to_look_at
 from catscanner.runtime.imaging import preprocess_frame
 from catscanner.runtime.scanner import Scanner
 from catscanner.training.metrics import finds
@@ -40,7 +40,7 @@ def main() -> None:
         boxes, features, _ = box_features(det.model.run(x), 0, p)
         boxes = boxes * np.array([W / x.shape[3], H / x.shape[2]] * 2)
         probs = score(features, p) if len(boxes) else np.zeros(0)
-        keep = suppress(boxes, probs, p.nms_iou, p.nms_contained)[: p.max_cats] if len(boxes) else []
+        keep = kept_boxes(boxes, probs, p)
         looked = to_look_at(probs, keep, p.look_floor, p.look_count) if p.second_look else keep
         found = [(c.box.left, c.box.top, c.box.right, c.box.bottom) for c in scanner.scan(scene.image).cats]
         for cat in scene.cats:

@@ -29,7 +29,7 @@ import numpy as np
 from catscanner.progress import progress_bar
 from catscanner.runtime.contract import Output
 from catscanner.runtime.detector import (box_features, log_softmax, look_evidence, look_features,
-                                         reuses_first_pass, suppress)
+                                         kept_boxes, reuses_first_pass)
 from catscanner.runtime.engine import OrtModel
 from catscanner.runtime.imaging import preprocess_frame, preprocess_square
 from catscanner.training.fit_detector import (SecondLook, _base_params, _out_of_fold, pick_thresholds, split_by_cat,
@@ -116,7 +116,7 @@ class Probe:
         """The rows of the boxes looked at: (boxes, second-look features [+ extra(crop outputs)], labels)."""
         looked = []
         for n, ((boxes, f1, y), p) in enumerate(zip(rows, p1)):
-            keep = suppress(boxes, p, self.base.nms_iou, self.base.nms_contained)[: self.base.max_cats] if len(boxes) else []
+            keep = kept_boxes(boxes, p, self.base)
             sel = [k for pos, k in enumerate(keep) if p[k] >= (first if pos == 0 else floor)][:count]
             if sel:
                 f = look_features(f1[sel], *self.evidence(n, boxes[sel], [int(idx[n][k]) for k in sel], extra is None))

@@ -21,7 +21,7 @@ from sklearn.linear_model import LogisticRegression
 
 from catscanner.runtime.engine import OrtModel
 from catscanner.runtime.contract import Output
-from catscanner.runtime.detector import box_features, suppress, group_log_masses, _logit, Candidate
+from catscanner.runtime.detector import box_features, kept_boxes, suppress, group_log_masses, _logit, Candidate
 from catscanner.runtime.imaging import normalize, preprocess_frame
 from catscanner.training.scenes import Pools, make_scene, plain_items
 from catscanner.training.fit_detector import split_by_cat, _base_params, _outcomes, pick_thresholds
@@ -129,7 +129,7 @@ def evaluate(feat_key, sel_key):
             found = []
             for r, pr in zip(rows, oof):
                 b = r["boxes"][r[sel_key]] if sel_key else r["boxes"]
-                keep = suppress(b, pr, p.nms_iou, p.nms_contained)[: p.max_cats] if len(b) else []
+                keep = kept_boxes(b, pr, p)
                 found.append([Candidate(tuple(b[k]), float(pr[k]), None) for k in keep])
             table.append((float(thr), float(thr2), summarize(_outcomes(rows, found, p))))
     return pick_thresholds(table), table

@@ -90,6 +90,17 @@ def suppress(boxes: np.ndarray, scores: np.ndarray, iou: float, contained: float
     return keep
 
 
+def kept_boxes(boxes: np.ndarray, probs: np.ndarray, params: DetectionParams) -> list[int]:
+    """Indices of the boxes non-maximum suppression keeps, most probable first, at most ``max_cats``."""
+    return suppress(boxes, probs, params.nms_iou, params.nms_contained)[: params.max_cats] if len(boxes) else []
+
+
+def reported_cats(house: list[Candidate], best: float, params: DetectionParams) -> list[Candidate]:
+    """The house cats a photo reports: none unless its ``best`` probability reaches ``cat_threshold``,
+    then every candidate at least ``box_threshold`` probable (the fit measures with this too)."""
+    return [c for c in house if c.probability >= params.box_threshold] if best >= params.cat_threshold else []
+
+
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, 1e-6, 1 - 1e-6)
     return np.log(p / (1 - p))
@@ -243,7 +254,7 @@ def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
     if len(boxes) == 0:
         return []
     probs = score(features, params)
-    keep = suppress(boxes, probs, params.nms_iou, params.nms_contained)[: params.max_cats]
+    keep = kept_boxes(boxes, probs, params)
     sx, sy = scale
     boxes = boxes * np.array([sx, sy, sx, sy])
     in_h, in_w = (n * params.stride for n in out[Output.CAT_HEATMAP].shape[2:])
@@ -339,8 +350,7 @@ class CatDetector:
             # no box looked at: the share of such photos that hold a cat all the same
             nothing = self.params.look_none_probability if self.params.second_look and not found else 0.0
             best = max((c.probability for c in house), default=nothing)
-            cats = [c for c in house if c.probability >= self.params.box_threshold] \
-                if best >= self.params.cat_threshold else []
+            cats = reported_cats(house, best, self.params)
             if not cats and not wild and photo_wild is None:
                 cats = self._whole_photo_rule(logits[i], house, (float(w), float(h)))
                 best = max(best, cats[0].probability) if cats else best

@@ -33,8 +33,8 @@ from torch import nn
 from ..errors import CatScannerError
 from ..progress import progress_bar
 from ..runtime.contract import DETECTOR_OUTPUTS, DetectionParams, ModelMeta
-from ..runtime.detector import (Candidate, box_features, log_softmax, look_evidence, look_features, suppress,
-                                to_look_at)
+from ..runtime.detector import (Candidate, box_features, kept_boxes, log_softmax, look_evidence, look_features,
+                                reported_cats, to_look_at)
 from ..runtime.imaging import Preprocess, preprocess_frame, preprocess_square
 from .backbones import freeze_same_padding, load_backbone
 from .detection import FINE_TAP_BLOCK, TAP_BLOCK, backbone_taps, Taps, WholeFrameDetectorNet, head_outputs, train_heads
@@ -176,7 +176,7 @@ def _outcomes(records: list[dict], candidates_per_record: list[list], params: De
     for r, found in zip(records, candidates_per_record):
         SW, SH = r["scene_size"]
         best = max((c.probability for c in found), default=0.0)
-        cats = [c for c in found if c.probability >= params.box_threshold] if best >= params.cat_threshold else []
+        cats = reported_cats(found, best, params)
         true = [(l * SW, t * SH, rr * SW, b * SH) for l, t, rr, b in r["cats"]]
         hits, extra = match([c.box for c in cats], [c.probability for c in cats], true)
         res.append(PhotoOutcome(bool(true), len(true), best, bool(cats), sum(h >= 0 for h in hits), extra))
@@ -201,7 +201,7 @@ def _labelled_candidates(records: list[dict], outputs: list[dict], params: Detec
 def _decide(records, rows, probs_per_record, params) -> list[PhotoOutcome]:
     found = []
     for (boxes, *_), probs in zip(rows, probs_per_record):
-        keep = suppress(boxes, probs, params.nms_iou, params.nms_contained)[: params.max_cats] if len(boxes) else []
+        keep = kept_boxes(boxes, probs, params)
         found.append([Candidate(tuple(boxes[k]), float(probs[k]), None) for k in keep])
     return _outcomes(records, found, params)
 
@@ -286,8 +286,7 @@ def _looked_at(records: list[dict], outputs: list[dict], rows: list[tuple], prob
     out = []
     for r, first, (boxes, features, labels, _), p in progress_bar(list(zip(records, outputs, rows, probs)),
                                                                    desc="second look at the held-out photos' boxes"):
-        keep = suppress(boxes, p, params.nms_iou, params.nms_contained)[: params.max_cats] if len(boxes) else []
-        keep = to_look_at(p, keep, look.floor, look.count)
+        keep = to_look_at(p, kept_boxes(boxes, p, params), look.floor, look.count)
         if not keep:
             out.append((np.zeros((0, 4)), np.zeros((0, features.shape[1] + 5)), np.zeros(0, bool), np.zeros((0, 1000))))
             continue
