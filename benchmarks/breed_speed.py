@@ -18,7 +18,8 @@ import time
 import numpy as np
 
 from catscanner.runtime.breeds import BreedClassifier
-from catscanner.runtime.imaging import load_image, preprocess
+from catscanner.runtime.decoding import load_image
+from catscanner.runtime.preprocessing import preprocess
 from catscanner.runtime.onnx_model import OnnxModel
 from catscanner.training.data import oxford_root, read_split
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from catscanner.progress import progress_bar
 from catscanner.runtime.detector import box_features, kept_boxes, score, to_look_at
-from catscanner.runtime.imaging import preprocess_frame
+from catscanner.runtime.preprocessing import preprocess_frame
 from catscanner.runtime.scanner import Scanner
 from catscanner.training.metrics import finds
 from catscanner.training.scenes import Pools, make_scene

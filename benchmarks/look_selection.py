@@ -31,7 +31,7 @@ from catscanner.runtime.contract import Output
 from catscanner.runtime.detector import (box_features, log_softmax, look_evidence, look_features,
                                          kept_boxes, reuses_first_pass)
 from catscanner.runtime.engine import OrtModel
-from catscanner.runtime.imaging import preprocess_frame, preprocess_square
+from catscanner.runtime.preprocessing import preprocess_frame, preprocess_square
 from catscanner.training.fit_detector import (SecondLook, _base_params, _out_of_fold, pick_thresholds, split_by_cat,
                                               threshold_table)
 from catscanner.training.metrics import finds

@@ -18,7 +18,7 @@ from catscanner.bench.photos import make_shape_sets
 from catscanner.runtime.contract import Output
 from catscanner.runtime.detector import CatDetector
 from catscanner.runtime.engine import OrtModel
-from catscanner.runtime.imaging import load_image
+from catscanner.runtime.decoding import load_image
 from catscanner.training.data import data_root
 
 

@@ -1,4 +1,4 @@
-"""``imaging.normalize`` against the way it was written before (float32 HWC, normalise, copy to CHW):
+"""``preprocessing.normalize`` against the way it was written before (float32 HWC, normalise, copy to CHW):
 the same arrays, and the time of each, interleaved, on real photos at the detector's input sizes.
 
     python benchmarks/normalize_speed.py
@@ -12,7 +12,8 @@ import numpy as np
 
 from catscanner.runtime.contract import ModelFiles
 from catscanner.runtime.engine import load_model
-from catscanner.runtime.imaging import load_image, normalize
+from catscanner.runtime.decoding import load_image
+from catscanner.runtime.preprocessing import normalize
 from catscanner.training.data import data_root, read_split
 
 

@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from catscanner.runtime.contract import META_KEY, ModelFiles
-from catscanner.runtime.imaging import Preprocess, load_image, preprocess
+from catscanner.runtime.decoding import load_image
+from catscanner.runtime.preprocessing import Preprocess, preprocess
 from catscanner.training.data import oxford_root, read_split
 
 

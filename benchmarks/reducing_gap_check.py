@@ -1,4 +1,4 @@
-"""Does the detector answer the same with ``imaging.DETECT_REDUCING_GAP`` = 3.0 as without it (None),
+"""Does the detector answer the same with ``preprocessing.DETECT_REDUCING_GAP`` = 3.0 as without it (None),
 on the photos ``catscan bench`` makes (12 MP, 3:1 panorama, 9:16 portrait; 20 each), and how long
 is the detect stage? Each setting scans every photo twice; the second pass is compared and timed.
 
@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 import numpy as np
 from catscanner.bench.photos import make_shape_sets
-from catscanner.runtime import imaging
+from catscanner.runtime import preprocessing
 from catscanner.runtime.scanner import Scanner
 from catscanner.training.metrics import iou
 
@@ -18,7 +18,7 @@ s = Scanner(threads=2)
 for name, photos in sets.items():
     res = {}
     for gap in (None, 3.0, None, 3.0):
-        imaging.DETECT_REDUCING_GAP = gap
+        preprocessing.DETECT_REDUCING_GAP = gap
         out = []
         for ph in photos:
             r = s.scan(ph.path if hasattr(ph, "path") else ph[0])

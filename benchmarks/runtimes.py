@@ -39,7 +39,8 @@ import numpy as np
 from catscanner.runtime.breeds import BREEDS, softmax
 from catscanner.runtime.contract import ModelFiles, Output
 from catscanner.runtime.engine import ONNXRUNTIME, OPENVINO, Model, OpenVinoModel, OrtModel, native_bf16
-from catscanner.runtime.imaging import load_image, preprocess
+from catscanner.runtime.decoding import load_image
+from catscanner.runtime.preprocessing import preprocess
 from catscanner.training.data import oxford_root, read_split
 
 SHORT = {"ort": ONNXRUNTIME, "ov": OPENVINO, ONNXRUNTIME: ONNXRUNTIME, OPENVINO: OPENVINO}

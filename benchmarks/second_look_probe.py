@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 from catscanner.runtime.engine import OrtModel
 from catscanner.runtime.contract import Output
 from catscanner.runtime.detector import box_features, kept_boxes, suppress, group_log_masses, _logit, Candidate
-from catscanner.runtime.imaging import normalize, preprocess_frame
+from catscanner.runtime.preprocessing import normalize, preprocess_frame
 from catscanner.training.scenes import Pools, make_scene, plain_items
 from catscanner.training.fit_detector import split_by_cat, _base_params, _outcomes, pick_thresholds
 from catscanner.training.metrics import finds, summarize

@@ -22,7 +22,7 @@ from catscanner.runtime.breeds import softmax
 from catscanner.runtime.contract import Output
 from catscanner.runtime.detector import crop_peaks, reuses_first_pass
 from catscanner.runtime.imagenet import CAT_CLASSES, WILD_CAT_CLASSES
-from catscanner.runtime.imaging import preprocess_frame
+from catscanner.runtime.preprocessing import preprocess_frame
 from catscanner.runtime.scanner import Scanner
 from catscanner.training.data import data_root, read_split
 from catscanner.training.scenes import Pools, make_scene

@@ -84,7 +84,7 @@ def test_loader_counts(oxford_dir):
 
 
 def test_loader_reads_photos_stored_as_png_or_gif(oxford_dir):
-    from catscanner.runtime.imaging import load_image
+    from catscanner.runtime.decoding import load_image
 
     odd = []
     for it in read_split(oxford_dir, "trainval") + read_split(oxford_dir, "test"):
@@ -106,7 +106,8 @@ def test_shipped_breed_model_accuracy_floor(scanner, oxford_dir):
     The shipped model learned from all 2,100 labelled cats, these included (issue 12): it names all
     120 right. So this catches a broken model file or preprocessing (a wrong crop, normalisation or
     channel order), not how well it generalises; that is measured by cross-validation (model card)."""
-    from catscanner.runtime.imaging import load_image, preprocess
+    from catscanner.runtime.decoding import load_image
+    from catscanner.runtime.preprocessing import preprocess
 
     sample = _fixed_test_sample(oxford_dir)
     clf = scanner.classifier

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from catscanner.errors import CatScannerError
-from catscanner.runtime.imaging import decode_image
+from catscanner.runtime.decoding import decode_image
 
 CRASHES = Path(__file__).parent / "data" / "decoder_crashes"
 LIMITS = {"max_pixels": 4_000_000, "min_side": 8}

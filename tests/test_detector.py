@@ -14,7 +14,8 @@ from PIL import Image
 from catscanner.runtime.breeds import BREEDS
 from catscanner.runtime.contract import Output
 from catscanner.runtime.detector import CatDetector, candidates
-from catscanner.runtime.imaging import load_image, preprocess_frame
+from catscanner.runtime.decoding import load_image
+from catscanner.runtime.preprocessing import preprocess_frame
 from catscanner.training.data import read_coco, read_split
 
 

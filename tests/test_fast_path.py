@@ -16,7 +16,7 @@ import statistics
 from PIL import Image
 
 from catscanner.training.data import read_split
-from catscanner.runtime.imaging import decode_image
+from catscanner.runtime.decoding import decode_image
 
 MEDIAN_POINTS, MAX_POINTS = 1.0, 12.0
 

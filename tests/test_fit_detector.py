@@ -16,7 +16,8 @@ except ImportError:  # pragma: no cover - the README's test command installs it
     pytest.fail("test_fit_detector.py needs PyTorch: pip install torch==2.13.0 -e '.[train,test]'", pytrace=False)
 
 from catscanner.runtime.contract import ModelFiles, Output
-from catscanner.runtime.imaging import frame_size, load_image, preprocess_frame
+from catscanner.runtime.decoding import load_image
+from catscanner.runtime.preprocessing import frame_size, preprocess_frame
 from catscanner.runtime.scanner import Scanner
 from catscanner.training.fit_detector import fit_detector
 

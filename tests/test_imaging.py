@@ -23,7 +23,7 @@ from catscanner.errors import (
     ImageTooSmallError,
     NotAnImageError,
 )
-from catscanner.runtime.imaging import SOURCE_SIZE, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, decode_image, load_image
+from catscanner.runtime.decoding import SOURCE_SIZE, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, decode_image, load_image
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 GIF_MAGIC = (b"GIF87a", b"GIF89a")
@@ -375,7 +375,7 @@ def test_any_cut_of_a_file_is_rgb_or_an_image_error(photo: Image.Image, fmt: str
 def test_second_look_square_holds_the_whole_box_and_pads_outside_the_photo():
     """The detector's second look cuts a square of 1.15 x the box's longer side around the box: inside
     the photo it is the photo itself, resized; where it sticks out, the mean colour (0 once normalised)."""
-    from catscanner.runtime.imaging import Preprocess, preprocess_square
+    from catscanner.runtime.preprocessing import Preprocess, preprocess_square
 
     spec = Preprocess(320, 1.0, (127.0, 127.0, 127.0), (128.0, 128.0, 128.0), "bicubic", 100_000, 32)
     rng = np.random.default_rng(0)
@@ -398,7 +398,7 @@ def test_normalize_gives_exactly_the_model_input_formula(photo: Image.Image, spe
     preprocessing (the detector's one mean and std, the breed model's per-channel ones)."""
     from catscanner.runtime.contract import ModelFiles
     from catscanner.runtime.engine import load_model
-    from catscanner.runtime.imaging import normalize
+    from catscanner.runtime.preprocessing import normalize
 
     files = ModelFiles.resolve(None)
     spec = load_model(files.detector if spec_of == "detector" else files.breeds, 1, "onnxruntime").meta.preprocess

@@ -20,7 +20,8 @@ except ImportError:  # pragma: no cover - the README's test command installs it
 
 from catscanner.runtime.breeds import softmax  # noqa: E402
 from catscanner.runtime.contract import BREEDS_FILE, DETECTOR_FILE, DETECTOR_OUTPUTS, Output, default_model_dir  # noqa: E402
-from catscanner.runtime.imaging import load_image, preprocess  # noqa: E402
+from catscanner.runtime.decoding import load_image
+from catscanner.runtime.preprocessing import preprocess  # noqa: E402
 from catscanner.runtime.onnx_model import OnnxModel  # noqa: E402
 from catscanner.training.backbones import BACKBONES, create_backbone, load_backbone  # noqa: E402
 from catscanner.training.data import read_split  # noqa: E402

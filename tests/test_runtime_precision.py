@@ -33,7 +33,8 @@ from catscanner.runtime import engine
 from catscanner.runtime.breeds import BREEDS, softmax
 from catscanner.runtime.contract import ModelFiles, Output
 from catscanner.runtime.engine import load_model
-from catscanner.runtime.imaging import load_image, preprocess
+from catscanner.runtime.decoding import load_image
+from catscanner.runtime.preprocessing import preprocess
 from catscanner.training.data import read_coco, read_split
 
 import openvino  # noqa: F401  the test extra installs it, so that CI exercises both runtimes: fail, never skip

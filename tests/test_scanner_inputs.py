@@ -275,7 +275,7 @@ def test_a_big_16_bit_png_of_zeros_decodes_in_bounded_memory(tmp_path: Path):
     assert path.stat().st_size < 1_000_000
     code = f"""
 import resource, tracemalloc
-from catscanner.runtime.imaging import decode_image
+from catscanner.runtime.decoding import decode_image
 data = open({str(path)!r}, "rb").read()
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 tracemalloc.start()
@@ -328,7 +328,7 @@ def test_the_byte_limit_message_never_rounds_to_the_limit(tmp_path: Path, cat_ph
 
 
 def test_a_strip_beyond_76_to_1_gets_a_strip_shaped_input_either_way():
-    from catscanner.runtime.imaging import frame_size
+    from catscanner.runtime.preprocessing import frame_size
 
     assert frame_size(64, 6400, 75_000) == (32, 2016)
     wide = frame_size(6400, 64, 75_000)  # was a 32 x 32 square

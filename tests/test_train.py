@@ -36,7 +36,8 @@ def test_short_training_run_lowers_the_loss_and_resumes(oxford_dir, tmp_path):
     # the checkpoint exports to ONNX and the scanner-side classifier reads it
     from catscanner.runtime.breeds import BreedClassifier
     from catscanner.training.export import export_breeds
-    from catscanner.runtime.imaging import load_image, preprocess
+    from catscanner.runtime.decoding import load_image
+    from catscanner.runtime.preprocessing import preprocess
     from catscanner.runtime.onnx_model import OnnxModel
 
     onnx_path = export_breeds(best, tmp_path / "breeds.onnx")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from ..errors import FileTooLargeError, UnreadableFileError
-from ..runtime.imaging import IMAGE_SUFFIXES, file_kind
+from ..runtime.decoding import IMAGE_SUFFIXES, file_kind
 from ..runtime.schema import text_path
 from .options import BatchError
 

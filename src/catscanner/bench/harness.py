@@ -142,7 +142,7 @@ class _OursPipeline:
     name = "ours"
 
     def __init__(self, job: dict):
-        from ..runtime.imaging import Preprocess
+        from ..runtime.preprocessing import Preprocess
         from ..runtime.scanner import Scanner
 
         self.scanner = Scanner(job["models"], threads=job["threads"], runtime=job["runtime"],
@@ -162,7 +162,7 @@ class _OursPipeline:
         the whole-frame detect stage with. Timed apart from the scan, on the image the scan decoded
         (a 12 MP JPEG draft-decoded to a 1,024-px short side: version 0.1 decoded to 256 px, so its
         crop resize here costs more than it did)."""
-        from ..runtime.imaging import preprocess
+        from ..runtime.preprocessing import preprocess
 
         img = self.scanner.load(data)
         t0 = time.perf_counter()

@@ -68,7 +68,8 @@ class Reference:
         }
 
     def _decode(self, data: bytes):
-        from ..runtime.imaging import decode_image, preprocess
+        from ..runtime.decoding import decode_image
+        from ..runtime.preprocessing import preprocess
 
         t0 = time.perf_counter()
         img = decode_image(data, draft_short_side=self.spec.decode_hint)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ..errors import ModelError
-from .imaging import Preprocess
+from .preprocessing import Preprocess
 
 META_KEY = "catscanner"  # the ONNX metadata_props key holding ModelMeta as JSON
 INPUT = "image"  # (N, 3, H, W) float32, preprocessed as ModelMeta.preprocess says
@@ -73,7 +73,7 @@ class DetectionParams:
     box_classifier_intercept: float = 0.0
     # The second look (0 = none): the ``look_count`` most probable boxes after suppression whose
     # first score reaches ``look_floor`` are cut out of the photo (a square of ``look_margin`` x the
-    # box's longer side, see imaging.preprocess_square), resized to ``look_size`` x ``look_size`` and
+    # box's longer side, see preprocessing.preprocess_square), resized to ``look_size`` x ``look_size`` and
     # run through the same graph; their probability is then sigmoid(look_coef . features +
     # look_intercept), features = (the first score's features, ImageNet log-probability of the four
     # class groups of the crop, logit of the crop's heat-map peak). Boxes not looked at are dropped.

@@ -23,7 +23,7 @@ from ..errors import ModelError
 from .breeds import softmax
 from .contract import DetectionParams, Output
 from .imagenet import CAT_CLASSES, CLASS_GROUPS, WILD_CAT_CLASSES, class_names
-from .imaging import crop_square, preprocess_frame, preprocess_square
+from .preprocessing import crop_square, preprocess_frame, preprocess_square
 from .onnx_model import OnnxModel
 from .schema import ImageNetLabel
 
@@ -197,7 +197,7 @@ def look_features(first: np.ndarray, logits: np.ndarray, peaks: np.ndarray) -> n
 
 def look_share(box, size: tuple[float, float], margin: float) -> float:
     """The share of a photo of ``size`` (w, h) that the second look's crop of ``box`` covers (a
-    square of ``margin`` x its longer side centred on it, ``imaging.crop_square``)."""
+    square of ``margin`` x its longer side centred on it, ``preprocessing.crop_square``)."""
     x0, y0, side = crop_square(tuple(box), margin)
     w = min(size[0], x0 + side) - max(0.0, x0)
     h = min(size[1], y0 + side) - max(0.0, y0)

@@ -41,7 +41,7 @@ from ..errors import ModelError
 from .contract import INPUT, META_KEY, ModelMeta
 
 if TYPE_CHECKING:
-    from .imaging import Preprocess
+    from .preprocessing import Preprocess
 
 ONNXRUNTIME = "onnxruntime"
 OPENVINO = "openvino"

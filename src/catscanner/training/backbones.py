@@ -5,7 +5,7 @@
 * ResNet-50, key- and shape-identical to ``torchvision.models.resnet50`` so torchvision's
   published ImageNet weights load from a local file or, with internet, via ``torch.hub``.
 
-Each weight set carries its own :class:`~catscanner.imaging.Preprocess`.
+Each weight set carries its own :class:`~catscanner.runtime.preprocessing.Preprocess`.
 Every backbone exposes ``features(x) -> (N, C, H, W)``, ``pool(fmap) -> (N, C)``,
 ``classifier`` (the 1000-way ImageNet layer) and ``num_features``.
 """
@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import ModelError
-from ..runtime.imaging import Preprocess
+from ..runtime.preprocessing import Preprocess
 
 # --------------------------------------------------------------------------- EfficientNet-Lite
 

@@ -19,7 +19,8 @@ import numpy as np
 
 from ..errors import CatScannerError
 from ..runtime.breeds import BREEDS
-from ..runtime.imaging import IMAGE_SUFFIXES, Preprocess, load_image, preprocess
+from ..runtime.decoding import IMAGE_SUFFIXES, load_image
+from ..runtime.preprocessing import Preprocess, preprocess
 from .config import TrainConfig
 
 SPLITS = ("trainval", "test")

@@ -9,7 +9,7 @@ import onnx
 import torch
 
 from ..runtime.contract import BREED_OUTPUTS, INPUT, META_KEY, ModelMeta
-from ..runtime.imaging import Preprocess
+from ..runtime.preprocessing import Preprocess
 from .backbones import freeze_same_padding
 from .checkpoint import load_breed_checkpoint
 

@@ -35,7 +35,7 @@ from ..progress import progress_bar
 from ..runtime.contract import DETECTOR_OUTPUTS, DetectionParams, ModelMeta
 from ..runtime.detector import (Candidate, box_features, kept_boxes, log_softmax, look_evidence, look_features,
                                 reported_cats, to_look_at)
-from ..runtime.imaging import Preprocess, preprocess_frame, preprocess_square
+from ..runtime.preprocessing import Preprocess, preprocess_frame, preprocess_square
 from .backbones import freeze_same_padding, load_backbone
 from .detection import FINE_TAP_BLOCK, TAP_BLOCK, backbone_taps, Taps, WholeFrameDetectorNet, head_outputs, train_heads
 from .export import export_onnx

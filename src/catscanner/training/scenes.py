@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..runtime.imaging import load_image
+from ..runtime.decoding import load_image
 from .data import data_root, read_coco, read_split
 
 ASPECTS = ((1, 1), (4, 3), (3, 4), (16, 9), (9, 16), (2, 1), (3, 1))  # width:height

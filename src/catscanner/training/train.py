@@ -25,7 +25,8 @@ from PIL import Image, ImageEnhance
 from ..errors import CatScannerError
 from ..progress import progress_bar
 from ..runtime.breeds import BREEDS
-from ..runtime.imaging import Preprocess, load_image, normalize, preprocess
+from ..runtime.decoding import load_image
+from ..runtime.preprocessing import Preprocess, normalize, preprocess
 from .backbones import BACKBONES, BreedNet, create_backbone, load_backbone
 from .checkpoint import read_breed_checkpoint
 from .config import TrainConfig

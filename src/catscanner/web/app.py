@@ -33,7 +33,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from ..runtime.breeds import BREEDS
-from ..runtime.imaging import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
+from ..runtime.decoding import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from ..runtime.scanner import Scanner
 from ..runtime.schema import ScanResult
 from .docs import install_docs
