@@ -173,6 +173,7 @@ def fit_detector(
     stride: Annotated[int, typer.Option(help="Input pixels per heat-map cell: 16, or 8 (also reads the backbone's stride-8 features: for small cats).")] = 16,
     fine_input: Annotated[bool, typer.Option(help="A stride-16 head also reads the backbone's stride-8 features (detail for small cats; about the same work).")] = False,
     heads: Annotated[int, typer.Option(help="Train this many heads (seeds --seed, --seed + 1, ...) and export their average as the detector's head.", min=1, max=8)] = 3,
+    turned: Annotated[bool, typer.Option(help="Also train on a copy of each cat and dog photo turned on its side (90 or 270 degrees): cats lying down or photographed sideways.")] = False,
     first_head: Annotated[Optional[Path], typer.Option(help="With --refit-all, also write the head trained on four fifths (the one the thresholds were chosen with) to this ONNX file, for benchmarks/check_scenes.py.")] = None,
 ) -> None:
     """Train the whole-frame cat detector's head on the fit data (Oxford trainval, half of COCO) and export it.
@@ -191,7 +192,7 @@ def fit_detector(
         fail(f"--look-size/--look-count/--look-floor: {e}.")
     fit(data, out, n_scenes=scenes, epochs=epochs, threads=threads, seed=seed, refit_all=refit_all,
         box_classifier=box_classifier, cache=cache, dropout=dropout, look=look, stride=stride, first_head=first_head,
-        fine_input=fine_input, run_pixels=run_pixels, train_pixels=train_pixels, heads=heads)
+        fine_input=fine_input, run_pixels=run_pixels, train_pixels=train_pixels, heads=heads, turned=turned)
     console.print(f"wrote {out}")
 
 

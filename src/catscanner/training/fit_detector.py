@@ -122,9 +122,10 @@ def _features(session, image, spec: Preprocess) -> dict:
 
 
 def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, cache: Path | None = None,
-                    spec: Preprocess = SPEC) -> list[dict]:
+                    spec: Preprocess = SPEC, turned: bool = False) -> list[dict]:
     """Backbone features (float16) of the split's plain photos and ``n_scenes`` composites, each
-    resized as ``spec`` says; with ``cache`` (a folder of your own: the files are pickles), kept in a
+    resized as ``spec`` says (``turned``: and of the cat and dog photos turned on their side,
+    ``scenes.turn_of``); with ``cache`` (a folder of your own: the files are pickles), kept in a
     file there named by what they come from (the photos, the scene count and seed, the preprocessing,
     the backbone and this code) and read back by later runs."""
     if cache is not None:
@@ -132,13 +133,13 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
         names = "|".join(str(it) for kind in ("cats", "dogs", "coco") for it in getattr(pools, kind))
         code = "".join(inspect.getsource(f) for f in (scenes_module, feature_records, _features, backbone_taps))
         taps = f"{FINE_TAP_BLOCK}|{TAP_BLOCK}"
-        key = hashlib.sha1(f"{names}|{n_scenes}|{seed}|{spec.to_dict()}|{BACKBONE}|{taps}|{code}".encode()).hexdigest()[:16]
+        key = hashlib.sha1(f"{names}|{n_scenes}|{seed}|{spec.to_dict()}|{BACKBONE}|{taps}|{turned}|{code}".encode()).hexdigest()[:16]
         path = Path(cache) / f"features_{pools.split}_{n_scenes}_{key}.pkl"
         if path.is_file():
             print(f"features read from {path}", flush=True)
             with open(path, "rb") as f:
                 return pickle.load(f)
-        records = feature_records(pools, n_scenes, threads, seed, spec=spec)
+        records = feature_records(pools, n_scenes, threads, seed, spec=spec, turned=turned)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         with open(partial, "wb") as f:
@@ -155,7 +156,8 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
 
     where = f"at {spec.max_pixels:,} pixels"
     with _taps_session(threads) as session:
-        plain = [(s, k) for k in ("cat", "dog", "coco") for s in plain_items(pools, k)]
+        kinds = ("cat", "dog", "coco") + (("turned_cat", "turned_dog") if turned else ())
+        plain = [(s, k) for k in kinds for s in plain_items(pools, k)]
         records = [record(session, s, k) for s, k in progress_bar(plain, desc=f"features of {pools.split} photos {where}")]
         records += [record(session, make_scene(pools, i, seed), "scene")
                     for i in progress_bar(range(n_scenes), desc=f"features of {pools.split} scenes {where}")]
@@ -418,7 +420,7 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
                  box_classifier: bool = False, cache: Path | None = None, dropout: float = 0.0,
                  look: SecondLook | None = SecondLook(), stride: int = 16,
                  first_head: Path | None = None, fine_input: bool = False, run_pixels: int = 75_000,
-                 train_pixels: int = MAX_PIXELS, heads: int = 3) -> dict:
+                 train_pixels: int = MAX_PIXELS, heads: int = 3, turned: bool = False) -> dict:
     """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report.
     The defaults are the shipped detector's recipe.
 
@@ -433,7 +435,8 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
     the head is trained on. When they differ, the scores and thresholds are chosen on the held-out
     photos' features computed again at ``run_pixels``, as the runtime will see them. ``heads`` > 1:
     that many heads trained from seeds ``seed``, ``seed`` + 1, ... and read as their average
-    (:class:`.detection.HeadEnsemble`)."""
+    (:class:`.detection.HeadEnsemble`). ``turned``: the cat and dog photos are also trained on turned
+    on their side (``scenes.turn_of``), and the held-out fifth's turned photos take part in the choice."""
     torch.set_num_threads(threads)
     t0 = time.time()
     pools = Pools("fit", data)
@@ -441,7 +444,7 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
         for kind in ("cats", "dogs", "coco"):
             items = getattr(pools, kind)
             setattr(pools, kind, items[:: max(1, len(items) // max_photos)][:max_photos])
-    records = feature_records(pools, n_scenes, threads, seed, cache, replace(SPEC, max_pixels=train_pixels))
+    records = feature_records(pools, n_scenes, threads, seed, cache, replace(SPEC, max_pixels=train_pixels), turned)
     train, held = split_by_cat(records)
     head = train_heads(train, heads, seed, epochs=epochs, progress=progress_bar, dropout=dropout, stride=stride,
                        fine_input=fine_input)
@@ -455,7 +458,7 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
     report["box_classifier"] = verifier_report
     print(f"chosen on {len(held)} held-out fit photos: {report['held_out_out_of_fold']}", flush=True)
     settings = {"scenes": n_scenes, "epochs": epochs, "seed": seed, "dropout": dropout, "max_pixels": train_pixels, "run_pixels": run_pixels,
-                "stride": stride, "fine_input": fine_input, "heads": heads, "second_look": None if look is None else asdict(look)}
+                "stride": stride, "fine_input": fine_input, "heads": heads, "turned": turned, "second_look": None if look is None else asdict(look)}
     if refit_all:
         if first_head is not None:
             export_detector(head, params, first_head, spec=spec, details=

@@ -19,6 +19,7 @@ The split is strict:
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -198,20 +199,37 @@ def make_scene(pools: Pools, index: int, seed: int = 0) -> Scene:
     return scene
 
 
+# Whole photos turned on their side (a phone held sideways, a cat lying down): kinds "turned_cat"
+# and "turned_dog", each photo turned by one of these, chosen by its name.
+TURNED = "turned_"
+TURNS = (90, 270)
+
+
+def turn_of(stem: str) -> int:
+    """The degrees (counter-clockwise) the turned copy of photo ``stem`` is turned by: 90 or 270."""
+    return TURNS[int(hashlib.sha1(stem.encode()).hexdigest(), 16) % len(TURNS)]
+
+
 def _plain_sources(pools: Pools, kind: str) -> list[tuple[Path, int]]:
     """(path, breed) of the pools' whole photos of one kind (breed -1 for dogs and COCO)."""
+    kind = kind.removeprefix(TURNED)
     return pools.cats if kind == "cat" else [(p, -1) for p in (pools.dogs if kind == "dog" else pools.coco)]
 
 
 def _plain(kind: str, path: Path, breed: int) -> Scene:
     img = _load(path)
+    if kind.startswith(TURNED):
+        img = img.rotate(turn_of(path.stem), expand=True)
     if kind == "cat":
         return Scene(img, [Obj((0, 0, img.width, img.height), breed, path.stem, "cat")], key=f"plain/{path.stem}")
+    if kind == TURNED + "cat":
+        return Scene(img, [Obj((0, 0, img.width, img.height), breed, path.stem, "cat")], key=f"plain/{kind}/{path.stem}")
     return Scene(img, key=f"plain/{kind}/{path.stem}")
 
 
 def plain_items(pools: Pools, kind: str):
-    """Whole photos as scenes: kind "cat" (1 cat, box = whole photo), "dog" or "coco" (cat-free)."""
+    """Whole photos as scenes: kind "cat" (1 cat, box = whole photo), "dog" or "coco" (cat-free), and
+    "turned_cat" / "turned_dog": the cat or dog photos turned on their side (:func:`turn_of`)."""
     for path, breed in _plain_sources(pools, kind):
         yield _plain(kind, path, breed)
 
