@@ -197,7 +197,7 @@ def test_scene_by_key_rebuilds_the_photo_a_record_came_from(data_dir):
     from catscanner.training.scenes import Pools, make_scene, plain_items, scene_by_key
 
     pools = Pools("fit", data_dir)
-    for kind in ("cat", "dog", "coco"):
+    for kind in ("cat", "dog", "coco", "turned_cat", "turned_dog"):
         first = next(iter(plain_items(pools, kind)))
         again = scene_by_key(pools, first.key)
         assert again.key == first.key and again.image.tobytes() == first.image.tobytes()
@@ -207,6 +207,29 @@ def test_scene_by_key_rebuilds_the_photo_a_record_came_from(data_dir):
     assert again.image.tobytes() == scene.image.tobytes() and [c.box for c in again.cats] == [c.box for c in scene.cats]
     with pytest.raises(KeyError):
         scene_by_key(pools, "report/0/7")
+
+
+def test_turned_photos_are_the_photos_on_their_side_with_the_cat_boxed_whole(data_dir):
+    """``--turned``: each cat and dog photo also turned by 90 or 270 degrees (by its name, both turns
+    used), the cat's box the whole turned photo, and only with ``turned`` in the fit's records."""
+    from PIL import Image
+
+    from catscanner.training.fit_detector import feature_records
+    from catscanner.training.scenes import Pools, plain_items, turn_of
+
+    pools = Pools("fit", data_dir)
+    pools.cats, pools.dogs, pools.coco = pools.cats[:6], pools.dogs[:2], pools.coco[:1]
+    for upright, turned in zip(plain_items(pools, "cat"), plain_items(pools, "turned_cat")):
+        stem = upright.cats[0].name
+        assert turned.image.size == upright.image.size[::-1]
+        assert turned.image.tobytes() == upright.image.rotate(turn_of(stem), expand=True).tobytes()
+        assert [c.box for c in turned.cats] == [(0, 0, *turned.image.size)] and turned.cats[0].name == stem
+    assert {turn_of(c.cats[0].name) for c in plain_items(pools, "cat")} == {90, 270}
+    assert all(not d.cats for d in plain_items(pools, "turned_dog"))
+    plain = [r["key"] for r in feature_records(pools, 0, threads=1)]
+    both = [r["key"] for r in feature_records(pools, 0, threads=1, turned=True)]
+    assert both[:len(plain)] == plain and len(both) == len(plain) + 6 + 2
+    assert all(k.startswith(("plain/turned_cat/", "plain/turned_dog/")) for k in both[len(plain):])
 
 
 def test_fit_scenes_draw_backgrounds_from_dogs_and_coco_report_scenes_from_report_coco_only(data_dir):
