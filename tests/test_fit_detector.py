@@ -212,8 +212,6 @@ def test_scene_by_key_rebuilds_the_photo_a_record_came_from(data_dir):
 def test_turned_photos_are_the_photos_on_their_side_with_the_cat_boxed_whole(data_dir):
     """``--turned``: each cat and dog photo also turned by 90 or 270 degrees (by its name, both turns
     used), the cat's box the whole turned photo, and only with ``turned`` in the fit's records."""
-    from PIL import Image
-
     from catscanner.training.fit_detector import feature_records
     from catscanner.training.scenes import Pools, plain_items, turn_of
 

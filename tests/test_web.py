@@ -33,7 +33,8 @@ from catscanner.runtime.breeds import BREEDS
 from catscanner.runtime.scanner import Scanner
 from catscanner.runtime.schema import ScanResult
 from catscanner.web import Settings, create_app
-from catscanner.web.app import DEFAULT_ADMISSION_WAIT, STATIC_DIR
+from catscanner.web.app import STATIC_DIR
+from catscanner.web.settings import DEFAULT_ADMISSION_WAIT
 from catscanner.web.docs import SWAGGER_UI_DIR
 from catscanner.web.errors import ApiError
 from catscanner.web.pool import InferencePool
@@ -751,3 +752,14 @@ def test_uploads_leave_no_temp_files(monkeypatch, tmp_path: Path, client: TestCl
     for maker, status, _ in BAD_UPLOADS:
         assert post_file(client, maker(cat_bytes)).status_code == status
     assert opened == [] and list(spool.iterdir()) == []
+
+
+def test_the_server_runs_the_runtime_its_settings_name(cat_bytes: bytes) -> None:
+    """``catscan serve --runtime onnxruntime`` reaches the server's scanner through its settings (it
+    used to be passed by changing the process's environment)."""
+    app = create_app(Settings(threads=1, runtime="onnxruntime", precision="f32"))
+    with TestClient(app) as c:
+        wait_ready(c)
+        scanner = app.state.models.require()
+        assert scanner.detector.model.runtime == "onnxruntime" and scanner.classifier.model.precision == "f32"
+        assert post_file(c, cat_bytes).json()["is_cat"] is True

@@ -230,15 +230,9 @@ def serve(
     import uvicorn
 
     from ..runtime.contract import ModelFiles
-    from ..runtime.engine import ENV_PRECISION, ENV_RUNTIME
     from ..web import Settings, create_app
 
-    # The app's Scanner reads these (load_model's "auto" takes the environment), as from the shell.
-    if runtime:
-        os.environ[ENV_RUNTIME] = runtime
-    if precision:
-        os.environ[ENV_PRECISION] = precision
-    _runtime_choice(runtime, precision)
+    _runtime_choice(runtime, precision)  # a usage error now rather than a failed load in the server
 
     if models is not None:
         try:
@@ -249,6 +243,7 @@ def serve(
         settings = Settings.from_env(
             model_dir=str(models) if models else None, threads=workers, max_queue=max_queue,
             max_upload_bytes=None if max_upload_mb is None else int(max_upload_mb * 1024 * 1024),
+            runtime=runtime, precision=precision,
         )
     except ValueError as e:  # a CATSCAN_* variable that is not a number
         fail(str(e))

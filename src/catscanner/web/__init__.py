@@ -1,5 +1,6 @@
 """The web app and HTTP API (FastAPI): ``create_app()``; ``catscan serve`` runs it."""
 
-from .app import Settings, create_app
+from .app import create_app
+from .settings import Settings
 
 __all__ = ["Settings", "create_app"]

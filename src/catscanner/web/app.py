@@ -7,7 +7,7 @@ deadline), then takes a place in the inference pool and is scanned in a worker t
 loop. At most ``max_uploads`` uploads are read at once and ``threads + max_queue`` photos wait or
 are scanned; past either a scan request waits at the door up to ``admission_wait`` (2 s) for room,
 before its body is read, and then gets 503 with a ``Retry-After`` that follows the backlog
-(``AdmissionGate``).
+(:mod:`.admission`). Its limits are :class:`.settings.Settings`.
 
 Run it with ``catscan serve`` (uvicorn). The page is ``static/index.html``; the API is documented
 at ``/docs`` (Swagger UI served from this server, so it works offline too).
@@ -18,13 +18,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 import time
-from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -37,21 +34,16 @@ from ..runtime.decoding import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from ..runtime.scanner import Scanner
 from ..runtime.schema import ScanResult
 from .docs import install_docs
-from .errors import ApiError, error_response, install_error_handlers
-from .pool import InferencePool, busy
+from .errors import ApiError, install_error_handlers
+from .pool import InferencePool
 from .schemas import ERROR_RESPONSES, SCAN_REQUEST_BODY, BreedsResponse, HealthResponse, describe_limits
-from .uploads import UploadLimits, read_upload
+from .admission import AdmissionGate, UploadSlots
+from .settings import Settings
+from .uploads import read_upload
 
 log = logging.getLogger("catscanner.web")
 
 SCAN_PATH = "/api/v1/scan"
-DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_QUEUE = 16
-DEFAULT_MAX_UPLOADS = 32
-DEFAULT_IDLE_TIMEOUT = 10.0
-DEFAULT_UPLOAD_DEADLINE = 60.0
-DEFAULT_ADMISSION_WAIT = 2.0  # seconds a scan request may wait at the door for room before its 503
-MAX_WAITING = 256  # scan requests waiting at the door at once; past that, 503 at once
 STATIC_DIR = Path(__file__).with_name("static")
 PAGE_HEADERS = {
     # The page loads nothing from elsewhere: scripts, styles and images come from this server.
@@ -99,163 +91,6 @@ class Models:
         if status == "error":
             raise ApiError(503, "models_unavailable", f"{self.error_message()} Check the server log.")
         return self._future.result()
-
-
-def _env_number(name: str, kind: type, default):
-    """The environment variable ``name`` as a non-negative ``kind`` (int or float), else ``default``."""
-    raw = os.environ.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = kind(raw)
-    except ValueError:
-        value = -1
-    if not value >= 0:  # also NaN
-        what = "a whole number" if kind is int else "a number"
-        raise ValueError(f"{name}={raw!r}: it must be {what}, 0 or more (unset it for the default, {default}).")
-    return value
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The server's limits; :meth:`from_env` reads ``CATSCAN_*`` variables (see ``catscan serve --help``)."""
-
-    model_dir: str | None = None
-    threads: int = 0  # inference threads; 0: one per core
-    max_queue: int = DEFAULT_MAX_QUEUE
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
-    max_uploads: int = DEFAULT_MAX_UPLOADS
-    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
-    upload_deadline: float = DEFAULT_UPLOAD_DEADLINE
-    admission_wait: float = DEFAULT_ADMISSION_WAIT  # 0: answer 503 at once when there is no room
-
-    @classmethod
-    def from_env(cls, **overrides) -> "Settings":
-        """Settings from the ``CATSCAN_*`` environment, ``overrides`` (not None) winning; raises
-        ValueError naming the variable when one is not a number of the right kind."""
-        env = {
-            "model_dir": os.environ.get("CATSCAN_MODEL_DIR") or None,
-            "threads": _env_number("CATSCAN_THREADS", int, 0),
-            "max_queue": _env_number("CATSCAN_MAX_QUEUE", int, DEFAULT_MAX_QUEUE),
-            "max_upload_bytes": _env_number("CATSCAN_MAX_UPLOAD_BYTES", int, DEFAULT_MAX_UPLOAD_BYTES),
-            "admission_wait": _env_number("CATSCAN_ADMISSION_WAIT", float, DEFAULT_ADMISSION_WAIT),
-        }
-        return cls(**{**env, **{k: v for k, v in overrides.items() if v is not None}})
-
-    @property
-    def upload_limits(self) -> UploadLimits:
-        return UploadLimits(self.max_upload_bytes, self.idle_timeout, self.upload_deadline)
-
-
-class UploadSlots:
-    """At most ``n`` request bodies are read at once (each up to the size limit, so memory is
-    bounded); past that, 503 at once, asking to come back after ``retry_after()`` seconds."""
-
-    def __init__(self, n: int, retry_after: Callable[[], int]):
-        self.n, self._used, self._lock = n, 0, threading.Lock()
-        self._retry_after = retry_after
-        self.on_release: Callable[[], None] | None = None  # called when a slot frees
-
-    @property
-    def full(self) -> bool:
-        """Every slot is taken (a peek: entering decides)."""
-        return self._used >= self.n
-
-    def __enter__(self) -> "UploadSlots":
-        with self._lock:
-            full = self._used >= self.n
-            if not full:
-                self._used += 1
-        if full:
-            raise busy(f"The server is receiving {self.n} uploads already.", self._retry_after())
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        with self._lock:
-            self._used -= 1
-        if (listener := self.on_release) is not None:
-            listener()
-
-
-class AdmissionGate:
-    """ASGI middleware at the door of ``POST /api/v1/scan`` (issue 10, item 11: under 100 clients
-    the server spent its time answering 503s, ~950 a second).
-
-    While every inference place or every upload slot is taken, a scan request waits here, before
-    its body is read and before routing or validation, for up to ``settings.admission_wait``
-    seconds, first come first served, woken when a place or slot frees; then it goes on, or gets
-    its 503 ``busy`` with ``Retry-After`` from here. Waiting costs nothing but an open connection;
-    it turns a request that would have been refused a moment too early into a scan, and it paces
-    clients that ignore ``Retry-After`` to one refusal per wait instead of as many as the server
-    can answer. Its ``Retry-After`` counts the requests still waiting in line. At most
-    ``MAX_WAITING`` requests wait; past that, 503 at once. The route checks again (this is a peek,
-    the route decides).
-    """
-
-    def __init__(self, app: Callable, state: object, path: str):
-        self.app, self.state, self.path = app, state, path
-        self._waiting: deque[asyncio.Future[None]] = deque()
-        self._loop: asyncio.AbstractEventLoop | None = None
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] == self.path:
-            pool: InferencePool | None = getattr(self.state, "pool", None)
-            slots: UploadSlots | None = getattr(self.state, "upload_slots", None)
-            if pool is not None and slots is not None and not await self._room(pool, slots):
-                what = (f"The scanner is busy ({pool.capacity} photos in progress or queued)." if pool.full
-                        else f"The server is receiving {slots.n} uploads already.")
-                error = busy(what, pool.retry_after(waiting=len(self._waiting)))
-                await error_response(error.status, error.code, error.message, error.headers)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
-
-    async def _room(self, pool: InferencePool, slots: UploadSlots) -> bool:
-        """Whether the request may go on, after waiting for room if there is none."""
-        full = lambda: pool.full or slots.full  # noqa: E731
-        if not self._waiting and not full():
-            return True
-        settings: Settings | None = getattr(self.state, "settings", None)
-        wait = settings.admission_wait if settings is not None else 0.0
-        if wait <= 0 or len(self._waiting) >= MAX_WAITING:
-            return not full()
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # first wait in this event loop: be told when room frees
-            self._loop = loop
-            pool.on_release = slots.on_release = self._notify
-        deadline = loop.time() + wait
-        front = False
-        while True:
-            waiter = loop.create_future()
-            if front:  # woken but the room was taken meanwhile: keep its turn
-                self._waiting.appendleft(waiter)
-            else:
-                self._waiting.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, max(0.0, deadline - loop.time()))
-            except TimeoutError:
-                return not full()
-            finally:
-                if not waiter.done() or waiter.cancelled():
-                    try:
-                        self._waiting.remove(waiter)
-                    except ValueError:
-                        pass
-            if not full():
-                return True
-            front = True
-
-    def _notify(self) -> None:
-        """A place or slot freed (called in any thread): wake the first waiting request."""
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._wake_one)
-
-    def _wake_one(self) -> None:
-        while self._waiting:
-            waiter = self._waiting.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
 
 
 # ====================================================================== dependencies
@@ -336,7 +171,7 @@ def create_app(settings: Settings | None = None, *, scanner_factory: Callable[[]
 
     def load_scanner() -> Scanner:
         # One ONNX Runtime thread per pool worker: the pool, not ORT, spreads work over the cores.
-        return Scanner(settings.model_dir, threads=1)
+        return Scanner(settings.model_dir, threads=1, runtime=settings.runtime, precision=settings.precision)
 
     factory = scanner_factory or load_scanner
 
