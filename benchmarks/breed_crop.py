@@ -25,7 +25,7 @@ import numpy as np
 from catscanner.progress import progress_bar
 from catscanner.runtime.breeds import BREEDS, BreedClassifier
 from catscanner.runtime.contract import ModelFiles
-from catscanner.runtime.onnx_model import OnnxModel
+from catscanner.runtime.engine import OrtModel
 from catscanner.runtime.scanner import Scanner
 from catscanner.training.data import map_batches, oxford_root
 from catscanner.training.evaluate import breed_split
@@ -41,7 +41,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         export_breeds(args.checkpoint, Path(tmp) / "breeds.onnx")
         shutil.copy(ModelFiles.resolve(None).detector, Path(tmp) / "detector.onnx")
-        clf = BreedClassifier(OnnxModel(Path(tmp) / "breeds.onnx", args.threads))
+        clf = BreedClassifier(OrtModel(Path(tmp) / "breeds.onnx", args.threads))
         items = breed_split(oxford_root(), "val", clf.model.meta.details["config"])
         y = np.array([it.label for it in items])
         centre = np.concatenate(map_batches([it.path for it in items], clf.preprocess, clf, "centre crops")).argmax(1)

@@ -20,7 +20,7 @@ import numpy as np
 from catscanner.runtime.breeds import BreedClassifier
 from catscanner.runtime.decoding import load_image
 from catscanner.runtime.preprocessing import preprocess
-from catscanner.runtime.onnx_model import OnnxModel
+from catscanner.runtime.engine import OrtModel
 from catscanner.training.data import oxford_root, read_split
 
 
@@ -34,7 +34,7 @@ def main() -> None:
 
     items = read_split(oxford_root(), "test")[:: max(1, 1044 // args.photos)][: args.photos]
     images = [load_image(it.path) for it in items]
-    models = [BreedClassifier(OnnxModel(path, args.threads)) for path in args.models]
+    models = [BreedClassifier(OrtModel(path, args.threads)) for path in args.models]
     inputs = [[preprocess(img, m.preprocess)[None] for img in images] for m in models]
     for m, xs in zip(models, inputs):  # warm-up
         m(xs[0])

@@ -12,7 +12,7 @@ import sys
 import numpy as np
 
 from catscanner.runtime.breeds import BreedClassifier
-from catscanner.runtime.onnx_model import OnnxModel
+from catscanner.runtime.engine import OrtModel
 from catscanner.training.data import map_batches, oxford_root
 from catscanner.training.evaluate import breed_metrics, breed_split
 
@@ -22,7 +22,7 @@ DATA = oxford_root()
 def main(split: str, paths: list[str]) -> None:
     members = []
     for path in paths:
-        clf = BreedClassifier(OnnxModel(path, 2))
+        clf = BreedClassifier(OrtModel(path, 2))
         items = breed_split(DATA, split, clf.model.meta.details["config"])
         y = np.array([it.label for it in items])
 

@@ -163,9 +163,9 @@ def test_detector_metadata_without_a_box_classifier_or_second_look_reads_as_befo
 
     from catscanner.errors import ModelError
     from catscanner.runtime.contract import DetectionParams, ModelFiles, ModelMeta
-    from catscanner.runtime.onnx_model import OnnxModel
+    from catscanner.runtime.engine import OrtModel
 
-    shipped = OnnxModel(ModelFiles.resolve(None).detector, threads=1).meta  # 5 weights, a second look
+    shipped = OrtModel(ModelFiles.resolve(None).detector, threads=1).meta  # 5 weights, a second look
     assert shipped.detection.box_classifier is None and len(shipped.detection.coef) == 5
     assert shipped.detection.second_look and ModelMeta.from_json(shipped.to_json()).detection == shipped.detection
     older = json.loads(shipped.to_json())

@@ -22,7 +22,7 @@ from catscanner.runtime.breeds import softmax  # noqa: E402
 from catscanner.runtime.contract import BREEDS_FILE, DETECTOR_FILE, DETECTOR_OUTPUTS, Output, default_model_dir  # noqa: E402
 from catscanner.runtime.decoding import load_image
 from catscanner.runtime.preprocessing import preprocess  # noqa: E402
-from catscanner.runtime.onnx_model import OnnxModel  # noqa: E402
+from catscanner.runtime.engine import OrtModel  # noqa: E402
 from catscanner.training.backbones import BACKBONES, create_backbone, load_backbone  # noqa: E402
 from catscanner.training.data import read_split  # noqa: E402
 from catscanner.training.evaluate import OXFORD_DOG_TO_IMAGENET  # noqa: E402
@@ -97,7 +97,7 @@ def _torch_twin(onnx_path: Path):
     from catscanner.training.backbones import BreedNet
     from catscanner.training.detection import WholeFrameDetectorNet, make_head
 
-    meta = OnnxModel(onnx_path).meta
+    meta = OrtModel(onnx_path).meta
     inits = {i.name: numpy_helper.to_array(i) for i in onnx.load(str(onnx_path)).graph.initializer}
     if meta.kind == "detector":
         net = WholeFrameDetectorNet(create_backbone(meta.backbone), make_head(meta.details["head"]))
@@ -131,7 +131,7 @@ def _inputs(oxford_dir, spec) -> list[np.ndarray]:
 def test_shipped_onnx_models_match_torch(name, oxford_dir):
     path = default_model_dir() / name
     assert path.is_file(), f"{path} is not shipped"
-    onnx_model = OnnxModel(path)
+    onnx_model = OrtModel(path)
     net, meta = _torch_twin(path)
     for x in _inputs(oxford_dir, onnx_model.preprocess):
         got = onnx_model.run(x)

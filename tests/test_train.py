@@ -38,16 +38,16 @@ def test_short_training_run_lowers_the_loss_and_resumes(oxford_dir, tmp_path):
     from catscanner.training.export import export_breeds
     from catscanner.runtime.decoding import load_image
     from catscanner.runtime.preprocessing import preprocess
-    from catscanner.runtime.onnx_model import OnnxModel
+    from catscanner.runtime.engine import OrtModel
 
     onnx_path = export_breeds(best, tmp_path / "breeds.onnx")
-    clf = BreedClassifier(OnnxModel(onnx_path, threads=1))
+    clf = BreedClassifier(OrtModel(onnx_path, threads=1))
     photo = next((oxford_dir / "images").glob("Persian_1*.jpg"))
     probs = clf(preprocess(load_image(photo), clf.preprocess)[None])
     assert probs.shape == (1, 12) and np.isclose(probs.sum(), 1.0)
 
     # --read-size: the same centre crop read at a larger size, recorded in the model's metadata
-    larger = BreedClassifier(OnnxModel(export_breeds(best, tmp_path / "breeds_288.onnx", read_size=288), threads=1))
+    larger = BreedClassifier(OrtModel(export_breeds(best, tmp_path / "breeds_288.onnx", read_size=288), threads=1))
     assert larger.preprocess.size == 288 and larger.preprocess.crop_fraction == clf.preprocess.crop_fraction
     x = preprocess(load_image(photo), larger.preprocess)[None]
     assert x.shape == (1, 3, 288, 288)

@@ -24,7 +24,7 @@ from .breeds import softmax
 from .contract import DetectionParams, Output
 from .imagenet import CAT_CLASSES, CLASS_GROUPS, WILD_CAT_CLASSES, class_names
 from .preprocessing import crop_square, preprocess_frame, preprocess_square
-from .onnx_model import OnnxModel
+from .engine import Model
 from .schema import ImageNetLabel
 
 
@@ -280,7 +280,7 @@ def candidates(out: dict[str, np.ndarray], i: int, params: DetectionParams,
 class CatDetector:
     """Runs the exported whole-frame detector on one preprocessed photo (1, 3, H, W)."""
 
-    def __init__(self, model: OnnxModel):
+    def __init__(self, model: Model):
         meta = model.meta
         if meta.kind != "detector" or meta.detection is None or not meta.preprocess.whole_frame:
             raise ModelError(f"{model.path} is not a whole-frame cat detector: export it with catscan fit-detector.")

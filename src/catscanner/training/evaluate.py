@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import CatScannerError
 from ..runtime.breeds import BREEDS, BreedClassifier, softmax
 from ..runtime.contract import ModelFiles, Output
-from ..runtime.onnx_model import OnnxModel
+from ..runtime.engine import OrtModel
 from ..runtime.scanner import Scanner
 from ..progress import progress_bar
 from .config import TrainConfig
@@ -98,7 +98,7 @@ def evaluate_breeds(data: str | Path, split: str = "test", model_dir: str | Path
     if files.breeds is None:
         raise CatScannerError(f"No breed model in {files.folder}.")
     breeds_path = files.breeds
-    clf = BreedClassifier(OnnxModel(breeds_path))
+    clf = BreedClassifier(OrtModel(breeds_path))
     items = breed_split(data, split, clf.model.meta.details.get("config", {}))
     labels = np.array([it.label for it in items])
 
