@@ -201,6 +201,17 @@ def test_deep_grey_pil_image_gets_the_answer_of_its_8_bit_pixels(scanner, grey: 
     assert img.mode == mode  # the caller's image was not changed
 
 
+@pytest.mark.parametrize(("scale", "dtype"), [(1 / 255, np.float32), (1000, np.int32)])
+def test_32_bit_grey_in_its_own_range_is_not_a_black_or_white_photo(scanner, grey: Image.Image, grey_result,
+                                                                     scale: float, dtype):
+    """Floats in 0-1 (a common float TIFF) and integers beyond 16 bits: scaled by the range they use
+    (they came out black, or white, and "no cat")."""
+    img = Image.fromarray((np.asarray(grey, dtype=np.float64) * scale).astype(dtype))
+    r = scanner.scan(img)
+    assert r.is_cat is True and r.top_breed.breed == grey_result.top_breed.breed
+    assert r.cat_probability == pytest.approx(grey_result.cat_probability, abs=0.02)
+
+
 def test_float_tiff_bytes_decode(scanner, grey: Image.Image, grey_result):
     """A 32-bit float TIFF (issue 10 names it) is scanned like its 8-bit pixels, not refused as corrupt."""
     out = io.BytesIO()

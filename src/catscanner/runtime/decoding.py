@@ -232,10 +232,16 @@ _STRIP_PIXELS = 1 << 20  # convert deep images a strip of about a megapixel at a
 
 
 def _deep_to_rgb(img: Image.Image) -> Image.Image:
-    """16-bit and 32-bit grey (modes I;16*, I, F) to 8-bit RGB, scaled to the full 0-255 range of
-    their kind, a strip at a time: memory stays a few MB above the 8-bit result whatever the size."""
+    """16-bit and 32-bit grey (modes I;16*, I, F) to 8-bit RGB, a strip at a time: memory stays a few
+    MB above the 8-bit result whatever the size. The white point is the range the values use:
+    65535 for 16-bit; for 32-bit, 1 (floats in 0-1), 255, 65535, or beyond that the image's maximum."""
     _, hi = img.getextrema()
-    top = 65535.0 if img.mode.startswith("I;16") or hi > 255 else 255.0
+    if img.mode.startswith("I;16"):
+        top = 65535.0
+    elif img.mode == "F" and hi <= 1.0:
+        top = 1.0
+    else:
+        top = 255.0 if hi <= 255 else 65535.0 if hi <= 65535 else float(hi)
     w, h = img.size
     out = np.empty((h, w), np.uint8)
     rows = max(1, _STRIP_PIXELS // max(1, w))
