@@ -479,3 +479,26 @@ def test_a_terminal_without_unicode_gets_the_table_not_a_traceback(dog_photo: Pa
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and re.fullmatch(r"catscan \d+\.\d+\.\d+\S*\n", result.stdout)
+
+
+@pytest.mark.parametrize("size", [(640, 240), (160, 120), (48, 36)])
+def test_the_verdict_band_fits_narrow_and_tiny_photos(scanner, cat_photo: Path, size: tuple[int, int]):
+    """Each cat's whole breed mix (shares down to 0 %) drawn on a narrow photo: the band's text fits
+    its width (it ran off a 640-px photo), and on a tiny photo the band leaves most of it visible."""
+    from PIL import Image, ImageDraw
+
+    from catscanner.runtime.annotate import annotate, fit_band
+
+    result = scanner.scan(cat_photo, threshold=0.0)  # all 12 breeds: the longest line there is
+    texts = ["1 cat (100%)", "1: " + ", ".join(f"{s.breed} {s.percent:.0f} %" for s in result.cats[0].breeds)]
+    with Image.open(cat_photo) as img:
+        small = img.convert("RGB").resize(size)
+    draw = ImageDraw.Draw(small.copy())
+    scale = max(size) / 500
+    font, line_h, shown = fit_band(draw, texts, size, scale)
+    widest = max(draw.textlength(t, font=font) for t in texts[:shown])
+    assert widest + round(12 * scale) <= size[0] or font.size == 8  # fits, or the smallest font
+    assert line_h * shown <= size[1] / 2 + line_h  # at most about half the photo
+    drawn = np.asarray(annotate(small, result), dtype=np.int16)
+    black = (drawn.max(axis=2) < 8).mean()  # the band is black; the photo has little pure black
+    assert black < 0.6, black

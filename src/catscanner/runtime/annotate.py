@@ -10,6 +10,7 @@ from .schema import ScanResult
 BOX_COLOURS = ((255, 196, 0), (0, 200, 255), (255, 80, 160), (120, 230, 90), (200, 140, 255))
 TEXT_COLOUR = (255, 255, 255)
 BAND_COLOUR = (0, 0, 0)
+MIN_FONT = 8  # pixels: the band's text shrinks no further to fit a narrow photo
 
 
 def _font(size: int) -> ImageFont.ImageFont:
@@ -56,14 +57,34 @@ def annotate(img: Image.Image, result: ScanResult) -> Image.Image:
     for i, cat in enumerate(result.cats):
         mix = ", ".join(f"{s.breed} {s.percent:.0f} %" for s in cat.breeds) or "breed unknown"
         lines.append((f"{i + 1}: {mix}", BOX_COLOURS[i % len(BOX_COLOURS)]))
-    band_w = max(draw.textlength(t, font=font) for t, _ in lines) + round(12 * scale)
-    band_h = line_h * len(lines) + round(8 * scale)
+    band_font, band_line, shown = fit_band(draw, [t for t, _ in lines], out.size, scale)
+    lines = lines[:shown]
+    band_w = min(out.width, max(draw.textlength(t, font=band_font) for t, _ in lines) + round(12 * scale))
+    band_h = band_line * len(lines) + round(8 * scale)
     left, top = _band_corner(out.size, (band_w, band_h), boxes, labels)
     draw.rectangle((left, top, left + band_w, top + band_h), fill=BAND_COLOUR)
     for i, (text, colour) in enumerate(lines):
-        draw.text((left + round(6 * scale), top + round(4 * scale) + i * line_h), text,
-                  fill=colour if i == 0 else TEXT_COLOUR, font=font)
+        draw.text((left + round(6 * scale), top + round(4 * scale) + i * band_line), text,
+                  fill=colour if i == 0 else TEXT_COLOUR, font=band_font)
     return out
+
+
+def fit_band(draw: ImageDraw.ImageDraw, texts: list[str], size: tuple[int, int], scale: float
+             ) -> tuple[ImageFont.ImageFont, int, int]:
+    """(font, line height, lines shown) of the verdict band: its text fits the photo's width (a
+    smaller font, down to ``MIN_FONT``) and its lines at most half the photo's height (else only the
+    first, the verdict), so that it neither runs off the photo nor hides the cats it describes."""
+    width, height = size
+    font_size = max(MIN_FONT, round(16 * scale))
+    while True:
+        font = _font(font_size)
+        line_h = font.getbbox("Ag")[3] + max(2, round(4 * scale * font_size / 16))
+        text_w = max(draw.textlength(t, font=font) for t in texts) + round(12 * scale)
+        if text_w <= width or font_size <= MIN_FONT:
+            break
+        font_size = max(MIN_FONT, min(font_size - 1, int(font_size * width / text_w)))
+    shown = len(texts) if line_h * len(texts) + round(8 * scale) <= height / 2 else 1
+    return font, line_h, shown
 
 
 Rect = tuple[float, float, float, float]
