@@ -515,6 +515,36 @@ def test_a_photo_that_finds_the_queue_full_waits_for_a_place(scanner: Scanner, c
     assert_persian_cat(answers["second"].json())
 
 
+def test_an_uploaded_photo_waits_for_a_place_instead_of_being_thrown_away() -> None:
+    """A photo that passed the door while there was room but finished uploading after the places
+    filled (a burst: most of 60 uploads were refused at once, after sending their photo) waits up to
+    the admission wait for a place; with none freed in time, it gets the 503."""
+    pool = InferencePool(workers=1, max_queue=0)
+    try:
+        taken = pool.reserve()
+
+        async def scenario() -> tuple[float, float]:
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.3, taken.__exit__, None, None, None)  # the scan ahead of it ends
+            t0 = loop.time()
+            with await pool.reserve_within(2.0):
+                got = loop.time() - t0
+            blocker = pool.reserve()
+            t1 = loop.time()
+            with pytest.raises(ApiError) as refused:
+                await pool.reserve_within(0.25)
+            blocker.__exit__(None, None, None)
+            assert refused.value.status == 503
+            return got, loop.time() - t1
+
+        got, refused_after = asyncio.run(scenario())
+        assert 0.25 <= got < 1.0, got  # scanned as soon as the place freed, not refused
+        assert 0.2 <= refused_after < 1.0, refused_after  # no place in time: the 503
+        assert pool.admitted == 0
+    finally:
+        pool.shutdown()
+
+
 def test_retry_after_is_the_time_the_queue_needs(scanner: Scanner) -> None:
     """The busy answer's Retry-After: half the time the photos admitted and the requests waiting in
     line need (their number times the mean scan time, timed on the real scans run through the pool,

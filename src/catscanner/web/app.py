@@ -122,7 +122,9 @@ async def scan(request: Request, scanner: ScannerDep, threshold: ThresholdQuery 
     with state.upload_slots:  # "busy" at once when too many bodies are being received
         upload = await read_upload(request, settings.upload_limits)
     pool: InferencePool = state.pool
-    with pool.reserve() as place:  # a place in the queue only once the photo is here
+    # a place in the queue only once the photo is here; if the places filled while it was uploading,
+    # it waits for one as long as it could have waited at the door
+    with await pool.reserve_within(settings.admission_wait) as place:
         return await place.run(scanner.scan, upload.data, threshold=threshold, source=upload.filename)
 
 

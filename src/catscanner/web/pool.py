@@ -125,6 +125,21 @@ class InferencePool:
             raise busy(f"The scanner is busy ({self.capacity} photos in progress or queued).", self.retry_after())
         return Reservation(self)
 
+    async def reserve_within(self, seconds: float, poll: float = 0.05) -> "Reservation":
+        """A place for a photo already uploaded: when every place is taken, wait up to ``seconds``
+        for one (looking every ``poll`` seconds) instead of refusing at once, then :meth:`reserve`'s
+        503. A photo that passed the door while there was room, but whose upload ended after the
+        places filled, is scanned a moment later rather than thrown away with its upload."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while True:
+            try:
+                return self.reserve()
+            except ApiError:
+                if loop.time() >= deadline:
+                    raise
+                await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
+
     def release(self) -> None:
         with self._lock:
             self._admitted -= 1
