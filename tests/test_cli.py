@@ -432,21 +432,24 @@ def test_error_hints_keep_their_brackets(cat_photo: Path):
 
 
 def test_annotate_never_overwrites_the_photos_it_scans(tmp_path: Path, cat_photo: Path, dog_photo: Path):
-    """--annotate into the scanned folder is refused (it would replace the photos with drawings); a
-    drawing folder inside the scanned tree is not scanned on the next run."""
+    """--annotate into a folder holding photos being scanned is refused (into the scanned folder it
+    replaced the photos with their drawings; inside the scanned tree, the next run scanned the
+    drawings as photos); a folder inside the tree that holds no photo yet is fine once."""
     photos = tmp_path / "photos"
     (photos / "sub").mkdir(parents=True)
     shutil.copyfile(cat_photo, photos / "cat.jpg")
     shutil.copyfile(dog_photo, photos / "sub" / "dog.jpg")
     original = (photos / "cat.jpg").read_bytes()
-    r = scan(photos, "--annotate", photos)
-    assert r.exit_code == 2 and "would overwrite" in ANSI.sub("", r.output)
+    for folder in (photos, photos / "sub"):
+        r = scan(photos, "--annotate", folder)
+        assert r.exit_code == 2 and "would overwrite" in " ".join(ANSI.sub("", r.output).split())
     assert (photos / "cat.jpg").read_bytes() == original
-    for _ in range(2):
-        r = scan("--json", photos, "--annotate", photos / "drawn")
-        assert r.exit_code == 0, r.output
-        assert len(json_records(r.stdout)) == 2  # the drawings of the first run are not scanned again
+    r = scan("--json", photos, "--annotate", photos / "drawn")
+    assert r.exit_code == 0, r.output
+    assert len(json_records(r.stdout)) == 2
     assert sorted(p.name for p in (photos / "drawn").iterdir()) == ["cat.jpg", "sub__dog.jpg"]
+    again = scan("--json", photos, "--annotate", photos / "drawn")  # the drawings are photos of the tree now
+    assert again.exit_code == 2 and "Choose a folder outside the photos" in " ".join(ANSI.sub("", again.output).split())
     assert (photos / "cat.jpg").read_bytes() == original
 
 

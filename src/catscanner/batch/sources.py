@@ -148,14 +148,12 @@ class FolderListing:
     warnings: list[str]
 
 
-def walk_folder(folder: str, skip: str | None = None) -> FolderListing:
-    """Image files (by suffix) under ``folder``, sorted, paths joined onto ``folder`` as given; the
-    folder ``skip`` is left out. A sub-folder that cannot be listed and a photo name that is not a
-    regular file (a named pipe, a device) are problems; linked folders are not followed (a link
-    loop would never end), and each one skipped is a warning. ``catscan scan`` and ``batch`` list
-    folders with this."""
+def walk_folder(folder: str) -> FolderListing:
+    """Image files (by suffix) under ``folder``, sorted, paths joined onto ``folder`` as given. A
+    sub-folder that cannot be listed and a photo name that is not a regular file (a named pipe, a
+    device) are problems; linked folders are not followed (a link loop would never end), and each
+    one skipped is a warning. ``catscan scan`` and ``batch`` list folders with this."""
     listing = FolderListing([], [], [])
-    skipped = os.path.realpath(skip) if skip is not None else None
 
     def unlistable(e: OSError) -> None:
         listing.problems.append((e.filename, f"Could not list the folder {e.filename}: {e.strerror}. "
@@ -166,7 +164,7 @@ def walk_folder(folder: str, skip: str | None = None) -> FolderListing:
             if os.path.islink(os.path.join(here, d)) and os.path.isdir(os.path.join(here, d)):
                 listing.warnings.append(f"{os.path.join(here, d)}: a linked folder, not followed "
                                         "(name it on its own to scan it).")
-        dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(here, d)) != skipped)
+        dirs.sort()
         for name in sorted(names):
             if _suffix(name) not in IMAGE_SUFFIXES:
                 continue

@@ -44,16 +44,16 @@ def _runtime_choice(runtime: str | None, precision: str | None) -> tuple[str, st
     return runtime or AUTO, precision or AUTO
 
 
-def expand_paths(paths: list[Path], skip: Path | None = None) -> tuple[list[Path], list[ScanResult], list[str]]:
+def expand_paths(paths: list[Path]) -> tuple[list[Path], list[ScanResult], list[str]]:
     """(photo files, failures, warnings): files as given; folders walked recursively for image files
-    (sorted), leaving out the folder ``skip`` (where ``--annotate`` writes). A folder that cannot be
-    listed, or a photo name that is not a regular file, is a failure, not silently skipped."""
+    (sorted). A folder that cannot be listed, or a photo name that is not a regular file, is a
+    failure, not silently skipped."""
     files: list[Path] = []
     failures: list[ScanResult] = []
     warnings: list[str] = []
     for p in paths:
         if p.is_dir():
-            listing = walk_folder(str(p), skip=str(skip) if skip is not None else None)
+            listing = walk_folder(str(p))
             files += [Path(path) for path, _ in listing.files]
             failures += [ScanResult.failed(path, "io_error", message) for path, message in listing.problems]
             warnings += listing.warnings
@@ -110,12 +110,13 @@ def _save_annotated(scanner, results: Iterable[ScanResult], folder: Path, names:
 
 
 def _check_annotate_folder(folder: Path, files: list[Path]) -> None:
-    """``--annotate`` must not be where scanned photos are: the drawings would overwrite them."""
+    """``--annotate`` must not hold photos being scanned: the drawings would overwrite them (or, in a
+    folder of its own inside the scanned tree, be scanned again next time)."""
     where = os.path.realpath(folder)
-    clash = next((f for f in files if os.path.realpath(f.parent) == where), None)
+    clash = next((f for f in files if os.path.commonpath([where, os.path.realpath(f)]) == where), None)
     if clash is not None:
-        fail(f"--annotate {folder} holds photos being scanned ({clash}): the drawings would overwrite them. "
-             "Choose another folder.")
+        fail(f"--annotate {folder} holds photos being scanned ({clash}): the drawings would overwrite them "
+             "or be scanned as photos. Choose a folder outside the photos.")
 
 
 def _breed_text(breeds) -> str:
@@ -153,7 +154,7 @@ def scan(
     from ..runtime.scanner import Scanner
 
     runtime, precision = _runtime_choice(runtime, precision)
-    files, failures, warnings = expand_paths(paths, skip=annotate)
+    files, failures, warnings = expand_paths(paths)
     for w in warnings:
         err_console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     if not files and not failures:
