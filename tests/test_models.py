@@ -20,7 +20,7 @@ except ImportError:  # pragma: no cover - the README's test command installs it
 
 from catscanner.runtime.breeds import softmax  # noqa: E402
 from catscanner.runtime.contract import BREEDS_FILE, DETECTOR_FILE, DETECTOR_OUTPUTS, Output, default_model_dir  # noqa: E402
-from catscanner.runtime.decoding import load_image
+from catscanner.runtime.decoding import load_image  # noqa: E402
 from catscanner.runtime.preprocessing import preprocess  # noqa: E402
 from catscanner.runtime.engine import OrtModel  # noqa: E402
 from catscanner.training.backbones import BACKBONES, create_backbone, load_backbone  # noqa: E402

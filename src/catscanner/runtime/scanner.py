@@ -22,7 +22,8 @@ from .breeds import DEFAULT_BREED_THRESHOLD, BreedClassifier, breed_mix
 from .contract import ModelFiles
 from .detector import CatDetector, Detection
 from .engine import AUTO, load_model
-from .decoding import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, SOURCE_SIZE, decode_image, from_array, from_pil, read_file
+from .decoding import (DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, SOURCE_SIZE, decode_image,
+                       from_array, from_pil, read_file)
 from .preprocessing import preprocess_box, preprocess_frame
 from .schema import Box, Cat, ScanResult, Timing
 
