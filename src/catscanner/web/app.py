@@ -33,11 +33,11 @@ from ..runtime.breeds import BREEDS
 from ..runtime.decoding import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from ..runtime.scanner import Scanner
 from ..runtime.schema import ScanResult
+from .admission import AdmissionGate, UploadSlots
 from .docs import install_docs
 from .errors import ApiError, install_error_handlers
 from .pool import InferencePool
 from .schemas import ERROR_RESPONSES, SCAN_REQUEST_BODY, BreedsResponse, HealthResponse, describe_limits
-from .admission import AdmissionGate, UploadSlots
 from .settings import Settings
 from .uploads import read_upload
 
