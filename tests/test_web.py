@@ -664,6 +664,11 @@ def test_breeds(client: TestClient) -> None:
     assert r.json() == {"breeds": list(BREEDS)} and len(BREEDS) == 12
 
 
+def test_a_trailing_slash_gets_a_json_error_not_an_empty_redirect(client: TestClient, cat_bytes: bytes) -> None:
+    r = client.post("/api/v1/scan/", files={"file": ("cat.jpg", cat_bytes, "image/jpeg")}, follow_redirects=False)
+    assert_error(r, 404, "not_found")
+
+
 @pytest.mark.parametrize("path", ["/", "/docs", "/api/v1/breeds", "/healthz"])
 def test_every_page_answers_head_and_names_get_when_refusing_a_method(client: TestClient, path: str) -> None:
     """Uptime monitors and link checkers probe with HEAD (was 405 on /, /docs and the breeds)."""

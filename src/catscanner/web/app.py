@@ -198,6 +198,7 @@ def create_app(settings: Settings | None = None, *, scanner_factory: Callable[[]
         lifespan=lifespan,
         docs_url=None,  # replaced by a self-hosted Swagger UI (FastAPI's loads it from a CDN)
         redoc_url=None,  # ReDoc would load from a CDN too, and its bundle is not shipped
+        redirect_slashes=False,  # "/api/v1/scan/" gets the JSON 404, not an empty 307 a POST client may not follow
     )
     base_openapi = app.openapi
 
