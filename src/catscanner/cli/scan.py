@@ -253,5 +253,8 @@ def serve(
     handler.setFormatter(logging.Formatter("%(levelname)s:     %(message)s"))
     logging.getLogger("catscanner").addHandler(handler)
     logging.getLogger("catscanner").setLevel(logging.INFO)
+    # the upload parser's notes on malformed bodies (the client gets its 400): in the same format, not bare lines
+    logging.getLogger("python_multipart").addHandler(handler)
+    logging.getLogger("python_multipart").propagate = False
     err_console.print(f"Cat Scanner on http://{host}:{port}/  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(web_app, host=host, port=port, log_level="info")
