@@ -404,3 +404,26 @@ def test_one_run_at_a_time_per_output_and_no_empty_output_left(cat_photo, tmp_pa
 
     nothing = CliRunner().invoke(app, ["batch", str(tmp_path / "*.heic"), "--output", str(out)])
     assert nothing.exit_code == 2 and not out.exists()
+
+
+def test_a_run_that_removes_its_empty_output_does_not_hand_its_lock_to_a_ghost(tmp_path):
+    """Run A made OUT and wrote nothing; run B opened OUT just before A removed it. B must not go on
+    holding a lock on a file no longer there (its rows would vanish, or a third run would write beside it)."""
+    from catscanner.batch.options import BatchError
+    from catscanner.batch.sinks import _lock, open_sink
+
+    out = tmp_path / "r.jsonl"
+    a = open_sink(str(out), resume=True)
+    b_file = open(out, "ab")  # B has opened the file A is about to remove
+    a.close()
+    assert not out.exists()
+    with pytest.raises(BatchError, match="another catscan batch"):
+        _lock(b_file, str(out))
+    assert b_file.closed
+
+
+def test_a_parquet_output_that_cannot_be_written_is_a_usage_error(cat_photo, tmp_path):
+    out = tmp_path / "r.parquet"
+    (out / ".catscan-batch.lock").mkdir(parents=True)  # where the lock file goes: cannot be opened as a file
+    result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(out), "--resume"])
+    assert result.exit_code == 2 and "could not write" in " ".join(result.output.split())

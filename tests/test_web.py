@@ -545,6 +545,21 @@ def test_an_uploaded_photo_waits_for_a_place_instead_of_being_thrown_away() -> N
         pool.shutdown()
 
 
+def test_the_scan_route_waits_for_a_place_after_the_upload(scanner: Scanner, cat_bytes: bytes, monkeypatch) -> None:
+    """The route itself (not only the pool) waits: the door is made to see room while the one place is
+    taken, as when the places fill during an upload; the photo is scanned once the place frees."""
+    monkeypatch.setattr(InferencePool, "full", property(lambda self: False))  # the door's peek sees room
+    app = create_app(Settings(threads=1, max_queue=0, admission_wait=5), scanner_factory=lambda: scanner)
+    with TestClient(app) as c:
+        wait_ready(c)
+        taken = c.app.state.pool.reserve()
+        threading.Timer(0.3, taken.__exit__, (None, None, None)).start()
+        t0 = time.monotonic()
+        r = post_file(c, cat_bytes)
+        assert r.status_code == 200 and 0.25 <= time.monotonic() - t0 < 5, (r.status_code, r.text)
+        assert_persian_cat(r.json())
+
+
 def test_retry_after_is_the_time_the_queue_needs(scanner: Scanner) -> None:
     """The busy answer's Retry-After: half the time the photos admitted and the requests waiting in
     line need (their number times the mean scan time, timed on the real scans run through the pool,

@@ -38,13 +38,16 @@ class OutputError(BatchError):
 
 def _lock(f, output: str) -> None:
     """Hold an exclusive lock on the open file ``f`` until it is closed, or refuse: another run is
-    writing to ``output`` (two runs would write every row twice)."""
+    writing to ``output`` (two runs would write every row twice), or the file was removed meanwhile
+    (by a run that ended having written nothing: the lock would guard nothing)."""
     try:
         import fcntl
     except ImportError:  # not POSIX: no lock, as before
         return
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if not os.path.exists(f.name) or not os.path.samestat(os.fstat(f.fileno()), os.stat(f.name)):
+            raise BlockingIOError
     except BlockingIOError:
         f.close()
         raise OutputError(f"another catscan batch is writing to {output}: wait for it to end, or choose "
@@ -102,12 +105,19 @@ class ParquetSink:
         self._lock_file = None
         self.written = False
         if self.local:  # readers skip names starting with "."
-            self._lock_file = open(os.path.join(self.folder, ".catscan-batch.lock"), "a")
+            try:
+                self._lock_file = open(os.path.join(self.folder, ".catscan-batch.lock"), "a")
+            except OSError as e:
+                raise OutputError(f"could not write {output}: {e.strerror or e}. Choose a path you can write to.") from None
             _lock(self._lock_file, output)
-        if resume:  # what a killed run left half-written
-            for i in self._infos():
-                if os.path.basename(i.path).startswith(_INFLIGHT):
-                    self.fs.delete_file(i.path)
+        try:
+            if resume:  # what a killed run left half-written
+                for i in self._infos():
+                    if os.path.basename(i.path).startswith(_INFLIGHT):
+                        self.fs.delete_file(i.path)
+        except BaseException:
+            self.close()
+            raise
 
     def _infos(self):
         fs_mod = pyarrow_fs()
@@ -151,12 +161,14 @@ class ParquetSink:
         self.written = True
 
     def close(self) -> None:
-        if self._lock_file is not None:
-            self._lock_file.close()
-            if not self.existed and not self.written:  # made by this run, which found nothing to write
-                os.remove(self._lock_file.name)
-                if not os.listdir(self.folder):
-                    os.rmdir(self.folder)
+        if self._lock_file is None:
+            return
+        if not self.existed and not self.written:  # made by this run, which found nothing to write:
+            os.remove(self._lock_file.name)  # removed while still locked (see _lock)
+            if not os.listdir(self.folder):
+                os.rmdir(self.folder)
+        self._lock_file.close()
+        self._lock_file = None
 
 
 class JsonlSink:
@@ -226,6 +238,8 @@ class JsonlSink:
         os.fsync(self._file.fileno())
 
     def close(self) -> None:
+        if self._file.closed:
+            return
+        if not self.existed and os.fstat(self._file.fileno()).st_size == 0:  # made by this run, which wrote
+            os.remove(self.path)  # nothing: removed while still locked (see _lock)
         self._file.close()
-        if not self.existed and os.path.getsize(self.path) == 0:  # made by this run, which wrote nothing
-            os.remove(self.path)

@@ -109,14 +109,20 @@ def _save_annotated(scanner, results: Iterable[ScanResult], folder: Path, names:
         yield r
 
 
-def _check_annotate_folder(folder: Path, files: list[Path]) -> None:
-    """``--annotate`` must not hold photos being scanned: the drawings would overwrite them (or, in a
-    folder of its own inside the scanned tree, be scanned again next time)."""
+def _check_annotate_folder(folder: Path, paths: list[Path], files: list[Path], names: dict[str, str]) -> None:
+    """``--annotate`` must not write into a folder being scanned (at any depth: the next run would scan
+    the drawings as photos) nor onto a photo being scanned (it would replace the photo)."""
     where = os.path.realpath(folder)
-    clash = next((f for f in files if os.path.commonpath([where, os.path.realpath(f)]) == where), None)
+    scanned = next((p for p in paths if p.is_dir() and
+                    os.path.commonpath([where, os.path.realpath(p)]) == os.path.realpath(p)), None)
+    if scanned is not None:
+        fail(f"--annotate {folder} lies in {scanned}, which is being scanned: the drawings would be scanned "
+             "as photos next time. Choose a folder outside the photos.")
+    targets = {os.path.join(where, name) for name in annotated_names(names[str(f)] for f in files).values()}
+    clash = next((f for f in files if os.path.realpath(f) in targets), None)
     if clash is not None:
-        fail(f"--annotate {folder} holds photos being scanned ({clash}): the drawings would overwrite them "
-             "or be scanned as photos. Choose a folder outside the photos.")
+        fail(f"--annotate {folder} would overwrite {clash}, a photo being scanned, with its drawing. "
+             "Choose a folder outside the photos.")
 
 
 def _breed_text(breeds) -> str:
@@ -148,7 +154,8 @@ def scan(
 ) -> None:
     """Scan photos: is there a cat, where is each one, and what breed mix is it?
 
-    Exit code 0 when every photo was scanned, 1 when any photo failed, 2 for usage errors.
+    Exit code 0 when every photo was scanned (and, with --annotate, drawn), 1 when any photo failed
+    (or its drawing could not be saved), 2 for usage errors.
     """
     from ..progress import progress_bar
     from ..runtime.scanner import Scanner
@@ -160,7 +167,7 @@ def scan(
     if not files and not failures:
         fail("no photos found in the paths given.")
     if annotate:
-        _check_annotate_folder(annotate, files)
+        _check_annotate_folder(annotate, paths, files, display_names(files))
         try:
             annotate.mkdir(parents=True, exist_ok=True)
         except OSError as e:
