@@ -363,3 +363,53 @@ def test_a_path_with_a_nul_byte_is_an_unreadable_file(scanner, cat_photo: Path):
         scanner.scan(str(cat_photo) + "\x00.jpg")
     bad, good = scanner.scan_many([str(cat_photo) + "\x00.jpg", cat_photo])
     assert bad.error_code == "io_error" and good.ok
+
+
+def _heic(img: Image.Image, **kwargs) -> bytes:
+    import pillow_heif  # noqa: F401  the test extra installs it (pip install ".[heic]" for users)
+
+    out = io.BytesIO()
+    img.save(out, "HEIF", quality=90, **kwargs)
+    return out.getvalue()
+
+
+def test_a_heic_photo_scans_like_the_same_jpeg(scanner, cat_photo: Path, tmp_path: Path):
+    """What iPhones save: a HEIC photo, upright and with EXIF orientation 6, gets the JPEG's answer;
+    a folder's .heic files are found."""
+    from typer.testing import CliRunner
+
+    from catscanner.cli import app
+
+    with Image.open(cat_photo) as img:
+        rgb = img.convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned 90 degrees clockwise for display
+    for kwargs in ({}, {"exif": exif.tobytes()}):
+        jpeg = io.BytesIO()
+        rgb.save(jpeg, "JPEG", quality=90, **kwargs)
+        want, got = scanner.scan(jpeg.getvalue()), scanner.scan(_heic(rgb, **kwargs))
+        assert got.is_cat and (got.width, got.height) == (want.width, want.height)
+        assert got.top_breed.breed == want.top_breed.breed
+        assert all(abs(a - b) <= 6 for a, b in zip(vars(got.box).values(), vars(want.box).values())), (got.box, want.box)
+    (tmp_path / "IMG_0001.HEIC").write_bytes(_heic(rgb))
+    result = CliRunner().invoke(app, ["scan", "--json", "--threads", "1", str(tmp_path)])
+    assert result.exit_code == 0 and '"is_cat": true' in result.stdout
+
+
+def test_without_the_heic_extra_a_heic_photo_says_what_to_install(cat_photo: Path, tmp_path: Path):
+    with Image.open(cat_photo) as img:
+        photo = tmp_path / "photo.heic"
+        photo.write_bytes(_heic(img.convert("RGB")))
+    code = f"""
+import sys
+sys.modules["pillow_heif"] = None  # not installed
+from catscanner import Scanner
+from catscanner.errors import NotAnImageError
+try:
+    Scanner(threads=1).scan({str(photo)!r})
+except NotAnImageError as e:
+    print(e)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "HEIC" in out.stdout and 'pip install "catscanner[heic]"' in out.stdout

@@ -36,10 +36,26 @@ DEFAULT_MIN_SIDE = 32
 # Key in ``Image.info`` holding the upright photo's own (width, height): with draft decoding the
 # decoded image can be 2, 4 or 8 times smaller than the photo.
 SOURCE_SIZE = "catscanner_source_size"
-SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO")
+SUPPORTED_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF", "MPO", "HEIF")
+FORMAT_NAMES = "JPEG, PNG, GIF, WebP, BMP, TIFF or HEIC"
+HEIC_EXTRA = 'pip install "catscanner[heic]"'
+
+
+def _read_heif() -> bool:
+    """Phones save HEIC (HEIF) photos: Pillow reads them once the optional pillow-heif registers its
+    opener (``pip install "catscanner[heic]"``). Whether it is installed."""
+    try:
+        import pillow_heif
+    except ImportError:
+        return False
+    pillow_heif.register_heif_opener()
+    return True
+
+
+HEIF_READABLE = _read_heif()
 
 # File name endings of photos, for finding them in folders (decoding itself goes by content).
-IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff", ".heic", ".heif"})
 
 
 def decode_image(
@@ -49,7 +65,8 @@ def decode_image(
     min_side: int = DEFAULT_MIN_SIDE,
     draft_short_side: int | None = None,
 ) -> Image.Image:
-    """Decode image bytes (JPEG, PNG, GIF, WebP, BMP, TIFF) into an upright 8-bit RGB image.
+    """Decode image bytes (JPEG, PNG, GIF, WebP, BMP, TIFF; HEIC with the ``heic`` extra) into an
+    upright 8-bit RGB image.
 
     ``draft_short_side`` lets JPEG decoding scale down by 1/2, 1/4 or 1/8 in the decoder
     itself as long as the short side stays at least that long (much faster for big photos);
@@ -72,6 +89,9 @@ def decode_image(
             f"The image is {size}; the limit is {limit / 1e6:.0f} megapixels. Resize it and try again."
         ) from None
     except UnidentifiedImageError:
+        if _is_heif(data) and not HEIF_READABLE:
+            raise NotAnImageError(f"This is a HEIC/HEIF photo; reading it needs the optional pillow-heif: "
+                                  f"{HEIC_EXTRA} (or save the photo as JPEG).") from None
         if _looks_like_image(data):
             raise CorruptImageError(
                 f"The image ({len(data)} bytes) starts like a photo but its header is broken. "
@@ -79,13 +99,13 @@ def decode_image(
             ) from None
         raise NotAnImageError(
             f"The input ({len(data)} bytes) is not an image format Cat Scanner reads "
-            f"(JPEG, PNG, GIF, WebP, BMP, TIFF)."
+            f"({FORMAT_NAMES})."
         ) from None
     except Exception as e:  # Pillow plugins raise many types (struct.error, IndexError, ...)
         raise CorruptImageError(f"The image header is corrupt ({type(e).__name__}: {e}).") from None
     if img.format not in SUPPORTED_FORMATS:
         raise NotAnImageError(
-            f"{img.format} images are not supported: use JPEG, PNG, GIF, WebP, BMP or TIFF."
+            f"{img.format} images are not supported: use {FORMAT_NAMES}."
         )
     w, h = img.size
     if w == 0 or h == 0:
@@ -132,8 +152,16 @@ DEFAULT_MAX_FILE_BYTES = 200 * 1024 * 1024
 _SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
 
 
+_HEIF_BRANDS = (b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1")
+
+
+def _is_heif(data: bytes) -> bool:
+    """An ISO media file whose brand is HEIF's (``....ftypheic``)."""
+    return data[4:8] == b"ftyp" and data[8:12] in _HEIF_BRANDS
+
+
 def _looks_like_image(data: bytes) -> bool:
-    return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP")
+    return data.startswith(_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP") or _is_heif(data)
 
 
 def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> bytes:

@@ -32,7 +32,8 @@ class HealthResponse(BaseModel):
 
 
 # The image formats the decoder reads (judged by content; the Content-Type is not trusted).
-IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff")
+IMAGE_MEDIA_TYPES = ("image/jpeg", "image/png", "image/gif", "image/webp", "image/bmp", "image/tiff", "image/heic",
+                     "image/heif")
 RETRY_AFTER = {"Retry-After": {
     "description": "Seconds to wait before trying again (with `busy` and `loading`).",
     "schema": {"type": "string", "pattern": "^[0-9]+$"},
@@ -57,7 +58,7 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
 SCAN_REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "The photo (JPEG, PNG, GIF, WebP, BMP or TIFF; see the operation's description for the "
+        "description": "The photo (JPEG, PNG, GIF, WebP, BMP or TIFF; HEIC where the server has the `heic` extra; see the operation's description for the "
                        "size limits): as multipart form field `file`, or as the raw request body "
                        "with its image type or `application/octet-stream`. The format is judged by content, "
                        "not by the declared type or file name.",
