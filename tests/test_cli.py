@@ -508,3 +508,19 @@ def test_the_verdict_band_fits_narrow_and_tiny_photos(scanner, cat_photo: Path, 
     drawn = np.asarray(annotate(small, result), dtype=np.int16)
     black = (drawn.max(axis=2) < 8).mean()  # the band is black; the photo has little pure black
     assert black < 0.6, black
+
+
+def test_macos_metadata_files_are_skipped_and_an_empty_folder_names_the_endings(tmp_path: Path, cat_photo: Path):
+    """A folder copied from a Mac holds ._name.jpg beside each photo (metadata, not a photo): skipped
+    with a warning instead of failing once per photo; a folder without photos says what was looked for."""
+    (tmp_path / "photos").mkdir()
+    shutil.copyfile(cat_photo, tmp_path / "photos" / "cat.jpg")
+    (tmp_path / "photos" / "._cat.jpg").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 80)  # AppleDouble header
+    r = scan("--json", tmp_path / "photos")
+    assert r.exit_code == 0, r.output
+    assert [Path(rec["path"]).name for rec in json_records(r.stdout)] == ["cat.jpg"]
+    assert "skipped 1 macOS metadata files" in " ".join(r.stderr.split())
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no photos here")
+    r = scan(tmp_path / "empty")
+    assert r.exit_code == 2 and ".heic" in r.output and ".jpg" in r.output

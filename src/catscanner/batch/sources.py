@@ -128,7 +128,7 @@ def _expand_local(source: str, warnings: list[str]) -> list[Photo]:
     if os.path.isdir(source):
         found = _walk_local(source, warnings)
         if not found:
-            warnings.append(f"{source}: no photos found in this folder.")
+            warnings.append(f"{source}: no photos found in this folder (photo files end in {suffix_list()}).")
         return found
     if has_glob(source) and not os.path.exists(source):
         matches = sorted(m for m in glob.glob(source, recursive=True) if os.path.isfile(m))
@@ -148,17 +148,24 @@ class FolderListing:
     warnings: list[str]
 
 
+def suffix_list() -> str:
+    """The file name endings folders are searched for, for messages."""
+    return ", ".join(sorted(IMAGE_SUFFIXES))
+
+
 def walk_folder(folder: str) -> FolderListing:
     """Image files (by suffix) under ``folder``, sorted, paths joined onto ``folder`` as given. A
     sub-folder that cannot be listed and a photo name that is not a regular file (a named pipe, a
     device) are problems; linked folders are not followed (a link loop would never end), and each
-    one skipped is a warning. ``catscan scan`` and ``batch`` list folders with this."""
+    one skipped is a warning, as are macOS metadata files (``._name.jpg``), which are skipped.
+    ``catscan scan`` and ``batch`` list folders with this."""
     listing = FolderListing([], [], [])
 
     def unlistable(e: OSError) -> None:
         listing.problems.append((e.filename, f"Could not list the folder {e.filename}: {e.strerror}. "
                                              "Check its permissions."))
 
+    apple_double = 0
     for here, dirs, names in os.walk(folder, onerror=unlistable):
         for d in sorted(dirs):
             if os.path.islink(os.path.join(here, d)) and os.path.isdir(os.path.join(here, d)):
@@ -167,6 +174,9 @@ def walk_folder(folder: str) -> FolderListing:
         dirs.sort()
         for name in sorted(names):
             if _suffix(name) not in IMAGE_SUFFIXES:
+                continue
+            if name.startswith("._"):  # macOS keeps a file's metadata beside it as ._name: never a photo
+                apple_double += 1
                 continue
             path = os.path.join(here, name)
             try:
@@ -179,6 +189,8 @@ def walk_folder(folder: str) -> FolderListing:
             else:
                 listing.problems.append((path, f"{path} is not a regular file (it is a {file_kind(st.st_mode)}): "
                                                "give the path of a photo file."))
+    if apple_double:
+        listing.warnings.append(f"{folder}: skipped {apple_double} macOS metadata files (._*), which are not photos.")
     listing.files.sort(key=lambda f: f[0])
     return listing
 

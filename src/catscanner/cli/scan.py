@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ..batch.sources import walk_folder
+from ..batch.sources import suffix_list, walk_folder
 from ..errors import CatScannerError
 from ..runtime.breeds import DEFAULT_BREED_THRESHOLD
 from ..runtime.schema import ScanResult
@@ -165,7 +165,7 @@ def scan(
     for w in warnings:
         err_console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     if not files and not failures:
-        fail("no photos found in the paths given.")
+        fail(f"no photos found in the paths given (folders are searched for files ending in {suffix_list()}).")
     if annotate:
         _check_annotate_folder(annotate, paths, files, display_names(files))
         try:
