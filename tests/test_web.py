@@ -648,6 +648,7 @@ def test_healthz_reports_models_that_failed_to_load(tmp_path: Path, cat_bytes: b
         assert r.status_code == 503 and r.json()["status"] == "error"
         assert "Retry-After" not in r.headers  # a failed load stays failed: no invitation to retry
         assert "detector.onnx" in r.json()["message"]
+        assert str(tmp_path) not in r.json()["message"]  # the server's folders stay on the server
         assert_error(post_file(c, cat_bytes), 503, "models_unavailable")
 
 

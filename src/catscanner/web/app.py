@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import os
 import time
 from collections.abc import AsyncIterator, Callable
@@ -42,6 +43,7 @@ from .settings import Settings
 from .uploads import read_upload
 
 log = logging.getLogger("catscanner.web")
+_SERVER_PATH = re.compile(r"(?:/[^/\s'\"]+)*/([^/\s'\"]*)")  # /srv/models/detector.onnx -> detector.onnx
 
 SCAN_PATH = "/api/v1/scan"
 STATIC_DIR = Path(__file__).with_name("static")
@@ -78,10 +80,13 @@ class Models:
         return "error" if self._future.cancelled() or self._future.exception() else "ok"
 
     def error_message(self) -> str | None:
+        """Why the models failed to load, for clients: file names kept, the server's folders left out
+        (the full message is in the server log)."""
         if self.status != "error":
             return None
         exc = None if self._future.cancelled() else self._future.exception()
-        return f"The models could not be loaded: {str(exc or 'loading was cancelled').rstrip('.')}."
+        reason = _SERVER_PATH.sub(r"\1", str(exc or "loading was cancelled")).rstrip(".")
+        return f"The models could not be loaded: {reason}."
 
     def require(self) -> Scanner:
         status = self.status
