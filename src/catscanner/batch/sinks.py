@@ -104,6 +104,7 @@ class ParquetSink:
             raise OutputError(f"could not create {output}: {e}") from None
         self._lock_file = None
         self.written = False
+        self._before: tuple[set[tuple], set[str], set[tuple]] | None = None  # read on demand, once
         if self.local:  # readers skip names starting with "."
             try:
                 self._lock_file = open(os.path.join(self.folder, ".catscan-batch.lock"), "a")
@@ -137,12 +138,22 @@ class ParquetSink:
 
     def done_keys(self) -> tuple[set[tuple], set[str]]:
         """(keys of the rows written so far, the model versions they were scanned with)."""
-        rows = self.read([*KEY_COLUMNS, "model_version"])
-        return {tuple(r[c] for c in KEY_COLUMNS) for r in rows}, {r["model_version"] for r in rows}
+        keys, versions, _ = self._written_keys()
+        return keys, versions
 
     def failed_keys(self) -> set[tuple]:
         """Keys of the rows written so far that record a failure."""
-        return {tuple(r[c] for c in KEY_COLUMNS) for r in self.read([*KEY_COLUMNS, "error"]) if r["error"]}
+        return self._written_keys()[2]
+
+    def _written_keys(self) -> tuple[set[tuple], set[str], set[tuple]]:
+        """(keys, model versions, keys of failed rows) of what was written before this run: the part
+        files are read once, however many of these a resume asks for."""
+        if self._before is None:
+            rows = self.read([*KEY_COLUMNS, "model_version", "error"])
+            keys = [tuple(r[c] for c in KEY_COLUMNS) for r in rows]
+            self._before = (set(keys), {r["model_version"] for r in rows},
+                            {k for k, r in zip(keys, rows) if r["error"]})
+        return self._before
 
     def write(self, rows: list[dict]) -> None:
         if not rows:

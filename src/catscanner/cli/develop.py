@@ -20,25 +20,27 @@ from ..errors import CatScannerError
 from .common import console, fail
 
 
-def need_torch() -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        fail("this command needs PyTorch: pip install torch==2.13.0 'catscanner[train]'")
-
-
-def need_measuring_tools() -> None:
-    """The evaluations need the training extra's scientific libraries (not PyTorch)."""
+def _need(modules: tuple[str, ...], what: str, install: str) -> None:
+    """A usage error naming ``what`` and how to ``install`` it when one of ``modules`` cannot be imported."""
     import importlib
 
     missing = []
-    for module in ("scipy", "sklearn", "matplotlib"):
+    for module in modules:
         try:
             importlib.import_module(module)
         except ImportError:
             missing.append(module)
     if missing:
-        fail(f"this command needs {', '.join(missing)}: pip install 'catscanner[train]'")
+        fail(f"this command needs {what or ', '.join(missing)}: {install}")
+
+
+def need_torch() -> None:
+    _need(("torch",), "PyTorch", "pip install torch==2.13.0 'catscanner[train]'")
+
+
+def need_measuring_tools() -> None:
+    """The evaluations need the training extra's scientific libraries (not PyTorch)."""
+    _need(("scipy", "sklearn", "matplotlib"), "", "pip install 'catscanner[train]'")
 
 
 def data_root(path: Path | None = None) -> Path:

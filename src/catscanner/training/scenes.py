@@ -220,11 +220,8 @@ def _plain(kind: str, path: Path, breed: int) -> Scene:
     img = _load(path)
     if kind.startswith(TURNED):
         img = img.rotate(turn_of(path.stem), expand=True)
-    if kind == "cat":
-        return Scene(img, [Obj((0, 0, img.width, img.height), breed, path.stem, "cat")], key=f"plain/{path.stem}")
-    if kind == TURNED + "cat":
-        return Scene(img, [Obj((0, 0, img.width, img.height), breed, path.stem, "cat")], key=f"plain/{kind}/{path.stem}")
-    return Scene(img, key=f"plain/{kind}/{path.stem}")
+    cats = [Obj((0, 0, img.width, img.height), breed, path.stem, "cat")] if kind.removeprefix(TURNED) == "cat" else []
+    return Scene(img, cats, key=f"plain/{path.stem}" if kind == "cat" else f"plain/{kind}/{path.stem}")
 
 
 def plain_items(pools: Pools, kind: str):

@@ -58,8 +58,9 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
 SCAN_REQUEST_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "The photo (JPEG, PNG, GIF, WebP, BMP or TIFF; HEIC where the server has the `heic` extra; see the operation's description for the "
-                       "size limits): as multipart form field `file`, or as the raw request body "
+        "description": "The photo (JPEG, PNG, GIF, WebP, BMP or TIFF; HEIC where the server has the `heic` "
+                       "extra; see the operation's description for the size limits): as multipart form "
+                       "field `file`, or as the raw request body "
                        "with its image type or `application/octet-stream`. The format is judged by content, "
                        "not by the declared type or file name.",
         "content": {
