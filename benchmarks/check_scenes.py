@@ -48,17 +48,18 @@ NEGATIVE_SEED = 11  # --extra-negatives: cat-free fit-side scenes of yet another
 
 
 class CheckProbe(Probe):
-    """The held-out fifth (indices below ``FIRST``), the check scenes (from ``FIRST`` on) and the extra
-    cat-free scenes (from ``NEGATIVE`` on)."""
+    """The held-out fifth (indices below ``FIRST``), the check scenes (from ``FIRST`` on, of ``seed``)
+    and the extra cat-free scenes (from ``NEGATIVE`` on)."""
 
     FIRST = 10 ** 6
     NEGATIVE = 2 * 10 ** 6
+    seed = SEED
 
     def scene(self, i: int):
         if i >= self.NEGATIVE:
             return make_scene(self.pools, i - self.NEGATIVE, NEGATIVE_SEED)
         if i >= self.FIRST:
-            return make_scene(self.check_pools, i - self.FIRST, SEED)
+            return make_scene(self.check_pools, i - self.FIRST, self.seed)
         return super().scene(i)
 
 
@@ -143,6 +144,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("model")
     ap.add_argument("--scenes", type=int, default=800)
+    ap.add_argument("--seed", type=int, default=SEED,
+                    help=f"seed of the check scenes (default {SEED}; another seed gives scenes no earlier run saw)")
     ap.add_argument("--choose-on-half", action="store_true",
                     help="also choose on the held-out fifth + the first half of the check scenes, measure on the second")
     ap.add_argument("--variants", action="store_true", help="also measure the zero-cost variants in VARIANTS")
@@ -162,6 +165,7 @@ def main() -> None:
                          "the first is reported in full and the others compared to it on the same photos")
     a = ap.parse_args()
     probe = CheckProbe(OrtModel(a.model, threads=2), "held", reuse=a.look_reuse[0])
+    probe.seed = a.seed
     probe.check_pools = Pools("fit")
     probe.check_pools.cats = [c for c in probe.check_pools.cats if held_out_cat(c[0].stem)]
     n_score = len(probe.photos)

@@ -427,3 +427,23 @@ def test_a_parquet_output_that_cannot_be_written_is_a_usage_error(cat_photo, tmp
     (out / ".catscan-batch.lock").mkdir(parents=True)  # where the lock file goes: cannot be opened as a file
     result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(out), "--resume"])
     assert result.exit_code == 2 and "could not write" in " ".join(result.output.split())
+
+
+def test_models_that_will_not_load_stop_the_run_as_a_usage_error(cat_photo, tmp_path):
+    """A model file that cannot be loaded ends the run before any photo: exit 2 as for ``catscan scan``,
+    and no hint to ``--resume`` an output that was never written. The runtime is chosen with
+    ``--runtime`` as for ``catscan scan`` (an unknown one is a usage error too)."""
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "detector.onnx").write_bytes(b"not a model")
+    out = tmp_path / "r.jsonl"
+    result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(out), "--models", str(models)])
+    text = " ".join(result.output.split())
+    assert result.exit_code == 2 and "could not" in text.lower() and "--resume" not in text, result.output
+    assert not out.exists()
+    result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(out), "--runtime", "bogus"])
+    assert result.exit_code == 2 and "Unknown runtime 'bogus'" in " ".join(result.output.split()), result.output
+    result = CliRunner().invoke(app, ["batch", str(cat_photo), "--output", str(out), "--runtime", "onnxruntime",
+                                      "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text())["is_cat"] is True

@@ -8,6 +8,7 @@ import json
 import shutil
 
 import numpy as np
+import onnx
 import pytest
 
 try:
@@ -48,6 +49,9 @@ def test_fit_detector_exports_a_detector_the_scanner_runs(data_dir, cat_photo, t
     assert (d.look_size, d.look_count, d.look_floor, d.look_reuse) == (192, 3, 0.1, 0.3333) and report["looked_at"] > 0
     assert len(d.look_coef) == 11 and np.isfinite(d.look_coef).all()
     assert 0.0 <= d.look_none_probability <= 1.0 and report["photos_with_nothing_looked_at"] >= 0
+    for out in onnx.load(str(models / "detector.onnx")).graph.output:  # every declared dimension as it is at run time
+        dims = [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim]
+        assert dims[0] == "batch" and "batch" not in dims[1:], (out.name, dims)
     result = scanner.scan(cat_photo)  # a head trained briefly on a few photos: it must run, not be good
     assert result.error is None and 0.0 <= result.cat_probability <= 1.0
     json.dumps(result.to_dict())
@@ -284,7 +288,6 @@ def test_fit_detector_with_an_ensemble_of_heads(data_dir, cat_photo, tmp_path):
     """``--heads 2``: two heads trained from seeds 0 and 1 travel in one file, rebuilt from its
     metadata; the exported heat map is the average of the two heads' probabilities (box size and
     offset their averages), and the scanner runs it."""
-    import onnx
     from onnx import numpy_helper
 
     from catscanner.training.backbones import load_backbone

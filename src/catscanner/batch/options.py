@@ -20,7 +20,9 @@ class BatchOptions:
     models: Path | None = None  # model folder; None: the shipped models
     threshold: float | None = None  # smallest breed share listed; None: the scanner's default
     batch_size: int = 8  # photos per inference batch (same default as ``catscan scan``)
-    threads: int | None = None  # ONNX Runtime threads per scanner; None: local all cores, Ray cores/actors
+    threads: int | None = None  # inference threads per scanner; None: local all cores, Ray cores/actors
+    runtime: str = "auto"  # inference runtime of every scanner (engine.choose_runtime)
+    precision: str = "auto"  # inference precision of every scanner (engine.choose_precision)
     actors: int | None = None  # Ray: scanner actors; None: one per CPU of the cluster
     cpus_per_actor: float = DEFAULT_CPUS_PER_ACTOR  # Ray: CPUs reserved per actor
     ray_address: str | None = None  # Ray: an existing cluster; None: start a local one

@@ -52,7 +52,7 @@ class ScanActor:
         from .rows import model_version
 
         self.options = options
-        self.scanner = Scanner(options.models, threads=threads)
+        self.scanner = Scanner(options.models, threads=threads, runtime=options.runtime, precision=options.precision)
         found = model_version(self.scanner.models)
         if found != self.options.model_version:
             raise RuntimeError(f"this node's models are {found}, the driver's are {self.options.model_version}: "

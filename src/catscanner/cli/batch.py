@@ -12,9 +12,9 @@ import typer
 from rich.markup import escape
 
 from ..batch.options import DEFAULT_CPUS_PER_ACTOR, DEFAULT_FLUSH_EVERY
-from ..errors import CatScannerError
+from ..errors import CatScannerError, ModelError
 from ..runtime.breeds import DEFAULT_BREED_THRESHOLD
-from .common import err_console, fail
+from .common import PrecisionOption, RuntimeOption, err_console, fail, runtime_choice
 
 PLAIN_PROGRESS_SECONDS = 10.0  # a progress line this often when stderr is not a terminal
 
@@ -45,8 +45,10 @@ def batch(
         help="Append the rows to OUT every N photos (and at least once a minute): the most a killed run loses.",
         min=1)] = DEFAULT_FLUSH_EVERY,
     threads: Annotated[Optional[int], typer.Option(
-        help="ONNX Runtime threads per scanner (default: all cores for local; CPUs / actors for ray).",
+        help="Inference threads per scanner (default: all cores for local; CPUs / actors for ray).",
         min=1, max=256)] = None,
+    runtime: RuntimeOption = None,
+    precision: PrecisionOption = None,
     actors: Annotated[Optional[int], typer.Option(help="Ray: scanner actors, each loading the models once "
                                                        "(default: one per CPU of the cluster).", min=1)] = None,
     cpus_per_actor: Annotated[float, typer.Option(
@@ -71,12 +73,13 @@ def batch(
 
     if engine is EngineName.local and (actors or ray_address):
         fail("--actors and --ray-address are for --engine ray.")
+    runtime, precision = runtime_choice(runtime, precision)  # checked here; a Ray node checks its own
     try:
         version = model_version(ModelFiles.resolve(models))
     except CatScannerError as e:
         fail(str(e))
     options = BatchOptions(model_version=version, models=models, threshold=threshold, batch_size=batch_size,
-                           threads=threads, actors=actors, cpus_per_actor=cpus_per_actor, ray_address=ray_address)
+                           threads=threads, runtime=runtime, precision=precision, actors=actors, cpus_per_actor=cpus_per_actor, ray_address=ray_address)
     progress = _Progress()
     try:
         summary = run_batch(sources, output, options, engine=engine.value, resume=resume, flush_every=flush_every,
@@ -87,11 +90,14 @@ def batch(
         fail(str(e))
     except (Exception, KeyboardInterrupt) as e:  # the engine failed (e.g. a Ray node was lost)
         progress.stop()
+        if isinstance(e, ModelError) and not progress.rows:  # the models would not load: nothing was scanned
+            fail(str(e))
         interrupted = isinstance(e, KeyboardInterrupt)
         reason = "interrupted" if interrupted else escape(f"{type(e).__name__}: {e}")
         err_console.print(f"[red]error:[/red] the run stopped: {reason}", highlight=False)
-        err_console.print(f"The photos scanned until then are in {output}: rerun the same command with --resume "
-                          "to scan the rest.", highlight=False, markup=False)
+        if progress.rows or resume:
+            err_console.print(f"The photos scanned until then are in {output}: rerun the same command with --resume "
+                              "to scan the rest.", highlight=False, markup=False)
         raise typer.Exit(130 if interrupted else 1) from None
     finally:
         progress.stop()
@@ -104,6 +110,7 @@ class _Progress:
 
     def __init__(self):
         self.live = None
+        self.rows = 0  # rows this run produced
         self.last_line = 0.0
         self.t0 = time.perf_counter()
 
@@ -121,6 +128,7 @@ class _Progress:
             self.task = self.live.add_task("scanning", total=summary.to_scan, rate="–", failed="")
 
     def update(self, summary, row) -> None:
+        self.rows += 1
         now = time.perf_counter()
         if summary.scanned == 1:  # the pace is measured from the first result on (start-up excluded)
             self.t0, self.last_line = now, now

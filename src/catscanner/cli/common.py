@@ -1,12 +1,14 @@
-"""What every ``catscan`` command shares: the consoles and how a command fails."""
+"""What every ``catscan`` command shares: the consoles, how a command fails, the runtime options."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+
+from ..errors import CatScannerError
 
 console = Console()
 err_console = Console(stderr=True)
@@ -17,3 +19,24 @@ def fail(message: str, code: int = 2) -> NoReturn:
     text: paths and hints such as ``catscanner[openvino]`` are printed as they are, never as markup."""
     err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+RuntimeOption = Annotated[Optional[str], typer.Option(
+    help="Inference runtime: auto (OpenVINO where installed and the CPU has native bf16, else ONNX Runtime), "
+         "openvino or onnxruntime "
+         "(default: env CATSCAN_RUNTIME, else auto).")]
+PrecisionOption = Annotated[Optional[str], typer.Option(
+    help="Inference precision: auto (bf16 where the CPU and runtime compute it natively, else f32), f32 or bf16 "
+         "(default: env CATSCAN_PRECISION, else auto).")]
+
+
+def runtime_choice(runtime: str | None, precision: str | None) -> tuple[str, str]:
+    """``--runtime`` / ``--precision`` checked (usage error, exit 2, if unknown or not installed)."""
+    from ..runtime.engine import AUTO, choose_precision, choose_runtime
+
+    try:
+        chosen = choose_runtime(runtime)
+        choose_precision(chosen, precision)
+    except CatScannerError as e:
+        fail(str(e))
+    return runtime or AUTO, precision or AUTO

@@ -56,7 +56,7 @@ def oxford_root(path: Path | None = None) -> Path:
 
 
 def _train(config: Optional[Path] = None, resume: bool = False, **options) -> None:
-    """Fine-tune the breed classifier on trainval (a validation set is carved out of it).
+    """Fine-tune the breed classifier on --photos (default trainval, less a validation carve-out; the shipped model: all).
 
     Every option is a field of TrainConfig; flags override a JSON --config.
     """
@@ -203,7 +203,7 @@ def evaluate(
     split: Annotated[str, typer.Option(help="test, trainval, or val (the model's own validation photos).")] = "test",
     models: Annotated[Optional[Path], typer.Option(help="Folder with breeds.onnx.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print every number as JSON.")] = False,
-    out: Annotated[Path, typer.Option(help="Folder for breed_metrics.json and confusion_matrix.png.")] = Path("reports"),
+    out: Annotated[Path, typer.Option(help="Folder for breed_metrics_SPLIT.json and confusion_matrix_SPLIT.png.")] = Path("reports"),
     tta: Annotated[bool, typer.Option(help="Average with the mirrored photo.")] = False,
 ) -> None:
     """Breed accuracy, precision/recall/F1 (micro, macro, weighted, per breed), ECE, confusion matrix."""

@@ -16,34 +16,13 @@ from ..batch.sources import suffix_list, walk_folder
 from ..errors import CatScannerError
 from ..runtime.breeds import DEFAULT_BREED_THRESHOLD
 from ..runtime.schema import ScanResult
-from .common import console, err_console, fail
+from .common import PrecisionOption, RuntimeOption, console, err_console, fail, runtime_choice
 
 MAX_THREADS = 256
 
 ModelsOption = Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")]
 ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads for inference (default: all cores).",
                                                       min=1, max=MAX_THREADS)]
-RuntimeOption = Annotated[Optional[str], typer.Option(
-    help="Inference runtime: auto (OpenVINO where installed and the CPU has native bf16, else ONNX Runtime), "
-         "openvino or onnxruntime "
-         "(default: env CATSCAN_RUNTIME, else auto).")]
-PrecisionOption = Annotated[Optional[str], typer.Option(
-    help="Inference precision: auto (bf16 where the CPU and runtime compute it natively, else f32), f32 or bf16 "
-         "(default: env CATSCAN_PRECISION, else auto).")]
-
-
-def _runtime_choice(runtime: str | None, precision: str | None) -> tuple[str, str]:
-    """``--runtime`` / ``--precision`` checked (usage error, exit 2, if unknown or not installed)."""
-    from ..runtime.engine import AUTO, choose_precision, choose_runtime
-
-    try:
-        chosen = choose_runtime(runtime)
-        choose_precision(chosen, precision)
-    except CatScannerError as e:
-        fail(str(e))
-    return runtime or AUTO, precision or AUTO
-
-
 def expand_paths(paths: list[Path]) -> tuple[list[Path], list[ScanResult], list[str]]:
     """(photo files, failures, warnings): files as given; folders walked recursively for image files
     (sorted). A folder that cannot be listed, or a photo name that is not a regular file, is a
@@ -160,7 +139,7 @@ def scan(
     from ..progress import progress_bar
     from ..runtime.scanner import Scanner
 
-    runtime, precision = _runtime_choice(runtime, precision)
+    runtime, precision = runtime_choice(runtime, precision)
     files, failures, warnings = expand_paths(paths)
     for w in warnings:
         err_console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
@@ -226,9 +205,10 @@ def serve(
     host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every network interface).")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.", min=1, max=65535)] = 8000,
     workers: Annotated[Optional[int], typer.Option(help="Inference threads (default: one per CPU core; env CATSCAN_THREADS).", min=1, max=MAX_THREADS)] = None,
-    models: ModelsOption = None,
+    models: Annotated[Optional[Path], typer.Option(
+        help="Folder with detector.onnx and breeds.onnx (default: env CATSCAN_MODEL_DIR, else the shipped models).")] = None,
     max_upload_mb: Annotated[Optional[float], typer.Option(help="Largest photo accepted, in MiB (default 10; env CATSCAN_MAX_UPLOAD_BYTES).", min=0.01)] = None,
-    max_queue: Annotated[Optional[int], typer.Option(help="Photos that may wait for a free thread before the server answers 503 (busy); default 16.", min=0)] = None,
+    max_queue: Annotated[Optional[int], typer.Option(help="Photos that may wait for a free thread before the server answers 503 (busy); default 16; env CATSCAN_MAX_QUEUE.", min=0)] = None,
     runtime: RuntimeOption = None,
     precision: PrecisionOption = None,
 ) -> None:
@@ -240,7 +220,7 @@ def serve(
     from ..runtime.contract import ModelFiles
     from ..web import Settings, create_app
 
-    _runtime_choice(runtime, precision)  # a usage error now rather than a failed load in the server
+    runtime_choice(runtime, precision)  # a usage error now rather than a failed load in the server
 
     if models is not None:
         try:

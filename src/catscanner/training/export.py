@@ -25,8 +25,14 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, out: Path, output_names
     model = freeze_same_padding(model.eval(), size)
     example = torch.zeros(1, 3, size, size)
     axes = {0: "batch", 2: "height", 3: "width"} if dynamic_size else {0: "batch"}
-    dynamic = {INPUT: axes, **{name: {0: "batch"} for name in output_names}}
     with torch.no_grad():
+        outputs = model(example)
+        ranks = [o.dim() for o in (outputs if isinstance(outputs, (tuple, list)) else (outputs,))]
+        # each map output gets its own names for its sides (maps of stride 16 and 32 differ); left unnamed,
+        # the exporter's shape inference once declared imagenet_map's height as "batch"
+        dynamic = {INPUT: axes, **{name: {0: "batch", **({2: f"{name}_height", 3: f"{name}_width"}
+                                                         if dynamic_size and rank == 4 else {})}
+                                   for name, rank in zip(output_names, ranks)}}
         torch.onnx.export(model, (example,), str(out), input_names=[INPUT], output_names=list(output_names),
                           dynamic_axes=dynamic, opset_version=17, dynamo=False,
                           do_constant_folding=False)  # keep weight names; ORT folds BN at load
