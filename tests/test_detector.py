@@ -162,6 +162,30 @@ def test_quiet_on_dogs_and_street_scenes(scanner, oxford_dir, data_dir):
     assert all(not r.cats and not r.breeds and "No cat detected" in r.breeds_note for r in results if not r.is_cat)
 
 
+@pytest.mark.xfail(strict=True, reason="a photo on its side splits a cat into head and body more often (FINDINGS: "
+                   "'Cats on their side, second try'); strict, so it fails the day it is fixed")
+def test_a_cat_photographed_sideways_is_one_cat(scanner, test_cats):
+    """The 60 test cats of ``test_finds_cats_of_every_breed`` turned by 90 and 270 degrees (a photo whose
+    EXIF orientation is missing): no more photos with several cats than upright (3 of these 60 upright;
+    v0.10 turned: 11 of 120; all 2,088 turned test cats: 229, T's fit 36)."""
+    sample = [c for label in range(12) for c in test_cats[label][:5]]
+    photos = [Image.open(c.path).convert("RGB") for c in sample]
+    results = list(scanner.scan_many([p.rotate(turn, expand=True) for turn in (90, 270) for p in photos]))
+    assert sum(r.is_cat for r in results) >= 114
+    several = [r for r in results if len(r.cats) > 1]
+    assert len(several) <= 3, len(several)
+
+
+@pytest.mark.xfail(strict=True, reason="a dog photo on its side is called a cat 13-19 % of the time, 1 of 125 upright "
+                   "(FINDINGS: 'Cats on their side, second try'); strict, so it fails the day it is fixed")
+def test_a_dog_photographed_sideways_is_no_cat(scanner, oxford_dir):
+    """The 42 test dogs of ``test_quiet_on_dogs_and_street_scenes`` turned by 90 and 270 degrees: as few
+    false alarms as upright (at most 2 of 84; v0.10 9: 7 at 90, 2 at 270)."""
+    dogs = [Image.open(it.path).convert("RGB") for it in read_split(oxford_dir, "test", species="dog")[::3]]
+    results = list(scanner.scan_many([d.rotate(turn, expand=True) for turn in (90, 270) for d in dogs]))
+    assert sum(r.is_cat for r in results) <= 2
+
+
 def test_reference_rule_misses_more_cats_than_the_detector(scanner, test_cats):
     sphynx = [c.path for c in test_cats[BREEDS.index("Sphynx")][:20]]  # ImageNet calls them Mexican hairless
     results = list(scanner.scan_many(sphynx))
