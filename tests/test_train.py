@@ -178,7 +178,7 @@ def test_init_from_starts_each_fold_from_its_own_fold_model(oxford_dir, tmp_path
                           epochs=1, limit=12, batch_size=6, threads=1))
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"not a checkpoint")
-    with pytest.raises(CatScannerError, match="unreadable checkpoint"):
+    with pytest.raises(CatScannerError, match="cannot be read as a breed checkpoint"):
         train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "broken"), init_from=str(broken),
                           epochs=1, limit=12, batch_size=6, threads=1))
     with pytest.raises(CatScannerError, match="do not fit this run's model"):
@@ -187,3 +187,135 @@ def test_init_from_starts_each_fold_from_its_own_fold_model(oxford_dir, tmp_path
     with pytest.raises(CatScannerError, match="efficientnet_lite0 model; this run trains efficientnet_lite1"):
         train(TrainConfig(data=str(oxford_dir), out=str(tmp_path / "y"), init_from=str(tmp_path / "cv" / "fold1" / "best.pt"),
                           backbone="efficientnet_lite1", epochs=1, limit=12, batch_size=6, threads=1))
+
+
+def _cli(*args: str):
+    from typer.testing import CliRunner
+
+    from catscanner.cli import app
+
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--batch-size", "0"], "--batch-size must be at least 1"),
+    (["--val-fraction", "1"], "--val-fraction must be at least 0 and below 1"),
+    (["--val-fraction", "-0.2"], "--val-fraction must be at least 0 and below 1"),
+    (["--limit", "-40"], "--limit must be 0"),
+    (["--threads", "0"], "--threads must be at least 1"),
+    (["--temperature", "-1"], "--temperature must be positive"),
+    (["--backbone", "foo"], "Unknown backbone 'foo'"),
+])
+def test_training_options_that_cannot_train_are_usage_errors(oxford_dir, tmp_path, flags, message):
+    """Each once ended in a traceback after the photos loaded (a division by zero, a missing
+    best_weights.pt), or trained silently wrong (no validation set; a negative temperature that
+    turns every breed mix upside down): now exit 2 naming the flag, before any training."""
+    code, text = _cli("train", "--data", str(oxford_dir), "--out", str(tmp_path / "run"), "--limit", "12", *flags)
+    assert code == 2 and message in text, text
+    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+
+
+def test_a_config_file_is_checked_like_the_flags(oxford_dir, tmp_path):
+    config = tmp_path / "c.json"
+    config.write_text('{"epochs": "two"}')
+    assert _cli("train", "--config", str(config), "--data", str(oxford_dir))[1].endswith("--epochs must be int, not 'two'")
+    code, text = _cli("train", "--config", str(tmp_path / "none.json"))
+    assert code == 2 and "cannot be read" in text, text
+    config.write_text("[1, 2]")
+    code, text = _cli("train", "--config", str(config))
+    assert code == 2 and "must hold a JSON object" in text, text
+    config.write_text("{'epochs': 1}")
+    code, text = _cli("train", "--config", str(config))
+    assert code == 2 and "c.json: not a JSON file" in text, text
+    config.write_text('\ufeff{"epochs": 0}', encoding="utf-8")  # saved by Notepad: a byte-order mark, then the JSON
+    code, text = _cli("train", "--config", str(config), "--data", str(oxford_dir))
+    assert code == 2 and "--epochs must be at least 1" in text, text
+
+
+def test_resume_refuses_a_cut_short_or_foreign_checkpoint(oxford_dir, tmp_path):
+    """A checkpoint cut short by Ctrl-C while saving ended ``--resume`` in a traceback; a checkpoint of
+    other settings was resumed silently, scoring old weights on another validation set. Checkpoints are
+    now saved whole (a temporary file, renamed) and ``--resume`` checks them."""
+    from dataclasses import asdict
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(b"PK\x03\x04 cut short")
+    args = ["train", "--data", str(oxford_dir), "--out", str(run), "--limit", "12", "--epochs", "1", "--resume"]
+    code, text = _cli(*args)
+    assert code == 2 and "checkpoint.pt cannot be read" in text and "without --resume" in text, text
+    stored = asdict(TrainConfig(data=str(oxford_dir), out=str(run), limit=12, epochs=1, seed=0))
+    torch.save({"config": stored, "model": {}, "epoch": 0}, run / "checkpoint.pt")
+    code, text = _cli(*args, "--seed", "7")
+    assert code == 2 and "--seed 0 -> 7" in text and "same flags" in text, text
+
+
+def test_export_breeds_refuses_what_is_not_a_finished_model_and_keeps_the_old_file(tmp_path, monkeypatch):
+    """``export-breeds`` on a file that is not a ``best.pt`` ended in a traceback (KeyError 'breeds',
+    UnpicklingError); an export stopped half-way left a broken model at ``--out`` (the shipped one, by
+    default). Now: exit 2 with what to pass, and the old file stays until the new one is whole."""
+    from dataclasses import asdict
+
+    from catscanner.training import export
+    from catscanner.training.config import TrainConfig as Config
+
+    target = tmp_path / "breeds.onnx"
+    target.write_bytes(b"the old model")
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint")
+    code, text = _cli("export-breeds", str(tmp_path / "garbage.pt"), "--out", str(target))
+    assert code == 2 and "cannot be read as a breed checkpoint" in text, text
+    torch.save({"model": {}, "epoch": 0, "config": asdict(Config())}, tmp_path / "checkpoint.pt")
+    code, text = _cli("export-breeds", str(tmp_path / "checkpoint.pt"), "--out", str(target))
+    assert code == 2 and "not the best.pt" in text, text
+    code, text = _cli("export-breeds", str(tmp_path / "checkpoint.pt"), "--out", str(tmp_path))
+    assert code == 2 and "is a folder" in text, text
+
+    def stopped(model, args, path, **kwargs):  # Ctrl-C once part of the graph is written
+        open(path, "wb").write(b"half a graph")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export.torch.onnx, "export", stopped)
+    from catscanner.runtime.contract import ModelMeta
+    from catscanner.runtime.preprocessing import Preprocess
+
+    meta = ModelMeta("breeds", "efficientnet_lite0", Preprocess(224, 0.875, (127.0,) * 3, (128.0,) * 3))
+    with pytest.raises(KeyboardInterrupt):
+        export.export_onnx(torch.nn.Conv2d(3, 12, 1), meta, target, ("logits",))
+    assert target.read_bytes() == b"the old model"
+
+
+def test_a_breed_model_with_a_negative_temperature_is_refused(tmp_path):
+    """A negative temperature (``train --temperature -1`` once went through) reverses the softmax: the
+    shipped Persian came out 'Birman 14.5 %'. The model's metadata is checked when it loads."""
+    import onnx
+
+    from catscanner.errors import ModelError
+    from catscanner.runtime.contract import META_KEY, ModelFiles  # ModelMeta.from_json checks it for every runtime
+    from catscanner.runtime.engine import OrtModel
+
+    proto = onnx.load(str(ModelFiles.resolve(None).breeds))
+    entry = next(p for p in proto.metadata_props if p.key == META_KEY)
+    meta = json.loads(entry.value)
+    meta["temperature"] = -abs(meta["temperature"])
+    entry.value = json.dumps(meta)
+    onnx.save(proto, str(tmp_path / "breeds.onnx"))
+    with pytest.raises(ModelError, match="temperature .* is not a positive number"):
+        OrtModel(tmp_path / "breeds.onnx", threads=1)
+
+
+def test_development_commands_refuse_an_unusable_out_before_the_work(oxford_dir, data_dir, tmp_path):
+    """A bad ``--out`` was found only after the work (minutes to hours), in a traceback."""
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    code, text = _cli("evaluate", "--data", str(oxford_dir), "--out", str(a_file))
+    assert code == 2 and "is a file" in text, text
+    code, text = _cli("evaluate-detector", "--data", str(data_dir), "--out", str(a_file))
+    assert code == 2 and "is a file" in text, text
+    code, text = _cli("fit-detector", "--data", str(data_dir), "--out", str(tmp_path))
+    assert code == 2 and "is a folder" in text, text
+    code, text = _cli("fit-detector", "--data", str(data_dir), "--out", str(tmp_path / "d.onnx"), "--cache", str(a_file))
+    assert code == 2 and "is a file" in text, text
+    code, text = _cli("train", "--data", str(oxford_dir), "--out", str(a_file), "--limit", "12")
+    assert code == 2 and "a_file" in text, text

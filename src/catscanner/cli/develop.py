@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
 import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -66,7 +67,7 @@ def _train(config: Optional[Path] = None, resume: bool = False, **options) -> No
     cfg = _config(config, options)
     try:
         run_training(cfg, resume=resume)
-    except CatScannerError as e:
+    except (CatScannerError, OSError) as e:  # OSError: e.g. --out is a file
         fail(str(e))
 
 
@@ -192,9 +193,18 @@ def fit_detector(
         look = SecondLook(look_size, look_count, look_floor, reuse=look_reuse) if look_size else None
     except ValueError as e:
         fail(f"--look-size/--look-count/--look-floor: {e}.")
-    fit(data, out, n_scenes=scenes, epochs=epochs, threads=threads, seed=seed, refit_all=refit_all,
-        box_classifier=box_classifier, cache=cache, dropout=dropout, look=look, stride=stride, first_head=first_head,
-        fine_input=fine_input, run_pixels=run_pixels, train_pixels=train_pixels, heads=heads, turned=turned)
+    for path, what in ((out, "--out"), (first_head, "--first-head")):
+        if path is not None:
+            _writable_file(path, what)
+    if cache is not None and cache.exists() and not cache.is_dir():
+        fail(f"--cache {cache} is a file: give a folder for the features.")
+    try:
+        fit(data, out, n_scenes=scenes, epochs=epochs, threads=threads, seed=seed, refit_all=refit_all,
+            box_classifier=box_classifier, cache=cache, dropout=dropout, look=look, stride=stride,
+            first_head=first_head, fine_input=fine_input, run_pixels=run_pixels, train_pixels=train_pixels,
+            heads=heads, turned=turned)
+    except (CatScannerError, OSError) as e:
+        fail(str(e))
     console.print(f"wrote {out}")
 
 
@@ -210,11 +220,11 @@ def evaluate(
     need_measuring_tools()
     from ..training.evaluate import evaluate_breeds, plot_confusion, save_json
 
+    _writable_folder(out)
     try:
         m = evaluate_breeds(data or oxford_root(), split, models, tta=tta)
     except CatScannerError as e:
         fail(str(e))
-    out.mkdir(parents=True, exist_ok=True)
     save_json(m, out / f"breed_metrics_{split}.json")
     png = plot_confusion(m, out / f"confusion_matrix_{split}.png")
     if json_out:
@@ -239,7 +249,7 @@ def evaluate(
 def evaluate_detector(
     data: Annotated[Optional[Path], typer.Option(help="Folder holding oxford-iiit-pet/ and coco128/ (default $CATSCAN_DATA or ../shared/data).")] = None,
     models: Annotated[Optional[Path], typer.Option(help="Folder with detector.onnx and breeds.onnx.")] = None,
-    scenes: Annotated[int, typer.Option(help="Report-split composite scenes to scan.", min=0)] = 800,
+    scenes: Annotated[int, typer.Option(help="Report-split composite scenes to scan.", min=1)] = 800,
     out: Annotated[Path, typer.Option(help="Folder for detector_metrics.json and reliability.png.")] = Path("reports"),
     json_out: Annotated[bool, typer.Option("--json", help="Print every number as JSON.")] = False,
 ) -> None:
@@ -248,11 +258,11 @@ def evaluate_detector(
     need_measuring_tools()
     from ..training.evaluate import evaluate_detector as run, plot_reliability, save_json
 
+    _writable_folder(out)
     try:
         r = run(data_root(data), models, scenes=scenes)
     except CatScannerError as e:
         fail(str(e))
-    out.mkdir(parents=True, exist_ok=True)
     save_json(r, out / "detector_metrics.json")
     png = plot_reliability(r, out / "reliability.png")
     if json_out:
@@ -330,7 +340,12 @@ def check_weights(
     for col in ("backbone", "photos with an ImageNet class", "top-1"):
         table.add_column(col)
     for name in backbone:
-        r = imagenet_dog_accuracy(oxford_root(data), name, weights)
+        try:
+            r = imagenet_dog_accuracy(oxford_root(data), name, weights)
+        except (CatScannerError, OSError) as e:
+            fail(str(e))
+        except Exception as e:  # a weights file that is not a PyTorch state dict (torch raises its own types)
+            fail(f"--weights {weights}: cannot be loaded as {name} weights ({type(e).__name__}: {e}).")
         table.add_row(name, f"{r['with_imagenet_class']} of {r['dog_photos']}", f"{r['top1']:.3f}")
     console.print(table)
 
@@ -346,6 +361,37 @@ def export_breeds(
     need_torch()
     from ..training.export import export_breeds
 
-    console.print(f"wrote {export_breeds(checkpoint, out, read_size=read_size)}")
+    if read_size < 0:
+        fail(f"--read-size must be 0 (the training size) or more, not {read_size}.")
+    _writable_file(out, "--out")
+    try:
+        console.print(f"wrote {export_breeds(checkpoint, out, read_size=read_size)}")
+    except (CatScannerError, OSError) as e:
+        fail(str(e))
+
+
+def _writable_folder(out: Path) -> None:
+    """``--out`` made now (a usage error if it cannot be), before the work whose results go there."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file: give a folder for the reports.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"--out {out}: cannot be made ({e.strerror or e}).")
+    if not os.access(out, os.W_OK):
+        fail(f"--out {out} is not writable.")
+
+
+def _writable_file(path: Path, what: str) -> None:
+    """A usage error now, not after hours of work, when ``path`` cannot become a file."""
+    if path.is_dir():
+        fail(f"{what} {path} is a folder: give the file to write, e.g. {path / 'model.onnx'}.")
+    folder = path.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"{what} {path}: its folder cannot be made ({e.strerror or e}).")
+    if not os.access(folder, os.W_OK):
+        fail(f"{what} {path}: its folder {folder} is not writable.")
 
 

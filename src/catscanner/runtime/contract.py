@@ -149,6 +149,9 @@ class ModelMeta:
             if kind not in ("detector", "breeds"):
                 raise ValueError(f"unknown kind {kind!r}")
             known = {"kind", "backbone", "preprocess", "detection", "breeds", "temperature", "details"}
+            temperature = float(d.get("temperature", 1.0))
+            if not 0.0 < temperature < float("inf"):  # a negative one would turn every breed mix upside down
+                raise ValueError(f"temperature {temperature} is not a positive number")
             # Files exported before this contract kept their training details at the top level.
             details = {**{k: v for k, v in d.items() if k not in known}, **d.get("details", {})}
             return cls(
@@ -157,7 +160,7 @@ class ModelMeta:
                 preprocess=Preprocess.from_dict(d["preprocess"]),
                 detection=None if d.get("detection") is None else DetectionParams.from_dict(d["detection"]),
                 breeds=tuple(d.get("breeds", ())),
-                temperature=float(d.get("temperature", 1.0)),
+                temperature=temperature,
                 details=details,
             )
         except (ValueError, KeyError, TypeError) as e:

@@ -99,7 +99,7 @@ def _check_file(path: str | Path) -> Path:
 
 def _read_meta(raw: str | None, path: Path) -> ModelMeta:
     if raw is None:
-        raise ModelError(f"{path} has no '{META_KEY}' metadata: export it with catscan export.")
+        raise ModelError(f"{path} has no '{META_KEY}' metadata: it is not a Cat Scanner model (export one with catscan export-breeds or catscan fit-detector).")
     return ModelMeta.from_json(raw, str(path))
 
 

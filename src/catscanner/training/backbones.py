@@ -254,6 +254,13 @@ def _lite_weights_path(name: str) -> Path:
     return Path(getattr(mod, f"EfficientnetLite{n}ModelFile").get_model_file_path())
 
 
+def backbone_spec(name: str) -> BackboneSpec:
+    """The table entry of backbone ``name``; a :class:`ModelError` naming the choices for another name."""
+    if name not in BACKBONES:
+        raise ModelError(f"Unknown backbone {name!r}; choose one of {', '.join(BACKBONES)}.")
+    return BACKBONES[name]
+
+
 def create_backbone(name: str) -> nn.Module:
     """An untrained backbone with the right architecture for ``name``."""
     if name in LITE_VARIANTS:

@@ -45,6 +45,33 @@ class TrainConfig:
                               "'{fold}' becomes --fold) instead of ImageNet's: fine-tuning a trained model, "
                               "e.g. a last epoch at a higher --image-size.")
 
+    def __post_init__(self) -> None:
+        """Refuse what cannot train (a ValueError naming the flag): types from a JSON --config, and values
+        that would end in a division by zero, an empty run or silently wrong results."""
+        for f in fields(self):
+            value, kind = getattr(self, f.name), f.type
+            wanted = {"int": int, "float": (int, float), "str": str, "str | None": (str, type(None))}[kind]
+            if isinstance(value, bool) or not isinstance(value, wanted):
+                raise ValueError(f"--{_flag(f.name)} must be {kind.replace(' | None', '')}, not {value!r}")
+        checks = [
+            (self.epochs >= 1, "--epochs must be at least 1"),
+            (self.batch_size >= 1, "--batch-size must be at least 1"),
+            (self.threads >= 1, "--threads must be at least 1"),
+            (self.limit >= 0, "--limit must be 0 (all photos) or more"),
+            (self.image_size >= 0, "--image-size must be 0 (the backbone's own) or more"),
+            (0.0 <= self.val_fraction < 1.0, "--val-fraction must be at least 0 and below 1"),
+            (self.temperature >= 0.0, "--temperature must be positive (0: fit it on the validation set)"),
+            (min(self.lr_head, self.lr_backbone, self.weight_decay, self.warmup_epochs, self.label_smoothing,
+                 self.mixup, self.color_jitter) >= 0.0,
+             "--lr-head, --lr-backbone, --weight-decay, --warmup-epochs, --label-smoothing, --mixup and "
+             "--color-jitter must not be negative"),
+            (0.0 < self.crop_scale <= 1.0, "--crop-scale must be above 0 and at most 1"),
+            (self.folds == 0 or self.folds >= 2, "--folds must be 0 (no k-fold) or at least 2"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(message)
+
     @classmethod
     def from_stored(cls, stored: dict) -> "TrainConfig":
         """The config a checkpoint or exported model recorded; keys this version does not know are
@@ -55,8 +82,19 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: str | Path, **overrides) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
-        raw = json.loads(Path(path).read_text())
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+        except OSError as e:
+            raise ValueError(f"--config {path}: cannot be read ({e.strerror or e})") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ValueError(f"--config {path}: not a JSON file ({e})") from None
+        if not isinstance(raw, dict):
+            raise ValueError(f"--config {path}: must hold a JSON object of TrainConfig fields, e.g. {{\"epochs\": 7}}")
         bad = set(raw) - known
         if bad:
             raise ValueError(f"{path}: unknown config keys {sorted(bad)}")
         return cls(**{**raw, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")

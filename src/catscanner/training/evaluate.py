@@ -299,10 +299,10 @@ def imagenet_dog_accuracy(data: str | Path, backbone: str, weights: str | None =
     (PyTorch; proves the loaded weights are real ImageNet weights)."""
     import torch
 
-    from .backbones import BACKBONES, load_backbone
+    from .backbones import backbone_spec, load_backbone
 
+    spec = backbone_spec(backbone).preprocess
     model = load_backbone(backbone, weights)
-    spec = BACKBONES[backbone].preprocess
     items = [it for split in ("trainval", "test") for it in read_split(data, split, species="dog")]
     known = [it for it in items if it.breed.lower() in OXFORD_DOG_TO_IMAGENET]
     with torch.no_grad():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,14 +34,16 @@ def export_onnx(model: torch.nn.Module, meta: ModelMeta, out: Path, output_names
         dynamic = {INPUT: axes, **{name: {0: "batch", **({2: f"{name}_height", 3: f"{name}_width"}
                                                          if dynamic_size and rank == 4 else {})}
                                    for name, rank in zip(output_names, ranks)}}
-        torch.onnx.export(model, (example,), str(out), input_names=[INPUT], output_names=list(output_names),
+        tmp = out.with_name(out.name + ".tmp")  # written whole, then renamed: a stopped export leaves the old file
+        torch.onnx.export(model, (example,), str(tmp), input_names=[INPUT], output_names=list(output_names),
                           dynamic_axes=dynamic, opset_version=17, dynamo=False,
                           do_constant_folding=False)  # keep weight names; ORT folds BN at load
-    proto = onnx.load(str(out))
+    proto = onnx.load(str(tmp))
     entry = proto.metadata_props.add()
     entry.key, entry.value = META_KEY, meta.to_json()
     onnx.checker.check_model(proto)
-    onnx.save(proto, str(out))
+    onnx.save(proto, str(tmp))
+    os.replace(tmp, out)
     return out
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import time
 from dataclasses import asdict, dataclass
@@ -27,7 +28,7 @@ from ..progress import progress_bar
 from ..runtime.breeds import BREEDS
 from ..runtime.decoding import load_image
 from ..runtime.preprocessing import Preprocess, normalize, preprocess
-from .backbones import BACKBONES, BreedNet, create_backbone, load_backbone
+from .backbones import BreedNet, backbone_spec, create_backbone, load_backbone
 from .checkpoint import read_breed_checkpoint
 from .config import TrainConfig
 from .data import training_items
@@ -35,7 +36,7 @@ from .data import training_items
 
 def train_preprocess(cfg: TrainConfig) -> Preprocess:
     """The input size and crop a training run uses: the backbone's own, or ``cfg.image_size``."""
-    spec = BACKBONES[cfg.backbone].preprocess
+    spec = backbone_spec(cfg.backbone).preprocess
     if cfg.image_size and cfg.image_size != spec.size:
         size = cfg.image_size
         crop = size / (size + 32) if cfg.backbone.startswith("efficientnet") else spec.crop_fraction
@@ -160,13 +161,9 @@ def init_weights(cfg: TrainConfig, val_items: list) -> dict:
     if not Path(path).is_file():
         raise CatScannerError(f"--init-from {path}: no such checkpoint; give a best.pt written by catscan train.")
     try:
-        ckpt = read_breed_checkpoint(path)
-    except Exception as e:  # truncated, not a torch file, unpicklable
-        raise CatScannerError(f"--init-from {path}: unreadable checkpoint ({type(e).__name__}); "
-                              "give a best.pt written by catscan train.") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise CatScannerError(f"--init-from {path}: not a breed checkpoint with its training config "
-                              "(best.pt of catscan train).")
+        ckpt = read_breed_checkpoint(path)  # readable, and a best.pt with its training config
+    except CatScannerError as e:
+        raise CatScannerError(f"--init-from: {e}") from None
     source = TrainConfig.from_stored({**ckpt["config"], "data": cfg.data})
     if source.backbone != cfg.backbone:
         raise CatScannerError(f"--init-from {path}: a {source.backbone} model; this run trains {cfg.backbone} (--backbone).")
@@ -178,6 +175,33 @@ def init_weights(cfg: TrainConfig, val_items: list) -> dict:
                 "photos (its --photos/--folds/--fold/--val-seed differ), so validation would score photos it has "
                 "seen: start each fold from the model of the same fold, or train without validation.")
     return ckpt["model"]
+
+
+RESUME_MAY_CHANGE = ("epochs", "threads", "out", "data")  # the rest of a run's config must match its checkpoint's
+
+
+def _save(obj: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file, then renamed: a run stopped while saving leaves the last
+    complete file, never a truncated one."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _resumable(path: Path, cfg: TrainConfig) -> dict:
+    """The checkpoint to ``--resume`` from: readable, and made with this run's settings."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file: torch raises RuntimeError, EOFError, pickle errors
+        raise CatScannerError(f"--resume: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}). "
+                              "Train again without --resume, or into a new --out.") from None
+    stored, now = ckpt.get("config", {}), asdict(cfg)
+    changed = [f"--{k.replace('_', '-')} {stored.get(k)!r} -> {now[k]!r}" for k in now
+               if k not in RESUME_MAY_CHANGE and k in stored and stored[k] != now[k]]
+    if changed:
+        raise CatScannerError(f"--resume: {path} was made with other settings ({', '.join(changed)}). Resume "
+                              "with the same flags (only --epochs and --threads may change), or train into a new --out.")
+    return ckpt
 
 
 def train(cfg: TrainConfig, resume: bool = False) -> Path:
@@ -213,8 +237,10 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     start_epoch, best_acc = 0, -1.0
     kept_logits = None  # validation logits of the kept epoch, when this run measured them
     ckpt_path = out / "checkpoint.pt"
+    if resume and not ckpt_path.exists():
+        print(f"no {ckpt_path} to resume from: starting at the first epoch")
     if resume and ckpt_path.exists():
-        ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        ckpt = _resumable(ckpt_path, cfg)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         start_epoch, history, best_acc = ckpt["epoch"] + 1, ckpt["history"], ckpt["best_accuracy"]
@@ -268,8 +294,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
               f"val {val_text} | {m.seconds:.0f} s", flush=True)
         if keep_last or val_acc > best_acc:
             best_acc, kept_logits = (val_acc if val_acc is not None else -1.0), val_logits
-            torch.save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best_weights.pt")
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
+            _save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best_weights.pt")
+        _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                     "history": history, "best_accuracy": best_acc, "torch_rng": torch.get_rng_state(),
                     "config": asdict(cfg)}, ckpt_path)
         (out / "metrics.json").write_text(json.dumps({"config": asdict(cfg), "epochs": history}, indent=2))
@@ -293,7 +319,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
         "val_photos": len(val_set),
     }
     final = out / "best.pt"
-    torch.save({"model": model.state_dict(), "config": asdict(cfg), "preprocess": spec.to_dict(),
+    _save({"model": model.state_dict(), "config": asdict(cfg), "preprocess": spec.to_dict(),
                 "breeds": list(BREEDS), "temperature": temperature, "summary": summary}, final)
     (out / "metrics.json").write_text(
         json.dumps({"config": asdict(cfg), "epochs": history, "summary": summary}, indent=2))
