@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Annotated, NoReturn, Optional
 
 import typer
@@ -19,6 +21,17 @@ def fail(message: str, code: int = 2) -> NoReturn:
     text: paths and hints such as ``catscanner[openvino]`` are printed as they are, never as markup."""
     err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(code)
+
+
+def writable_folder(folder: Path, what: str) -> None:
+    """``folder`` made (with its parents) and writable now, before the work that writes there; else a
+    usage error naming ``what`` (the option it came from)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        fail(f"{what}: could not create {folder}: {e.strerror or e}. Choose a folder you can write to.")
+    if not os.access(folder, os.W_OK):
+        fail(f"{what}: {folder} is not writable: choose a folder you can write to.")
 
 
 RuntimeOption = Annotated[Optional[str], typer.Option(

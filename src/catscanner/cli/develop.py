@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import os
 import typing
 from dataclasses import MISSING, fields
 from pathlib import Path
@@ -18,7 +17,7 @@ import typer
 from rich.table import Table
 
 from ..errors import CatScannerError
-from .common import console, fail
+from .common import console, fail, writable_folder
 
 
 def _need(modules: tuple[str, ...], what: str, install: str) -> None:
@@ -374,24 +373,13 @@ def _writable_folder(out: Path) -> None:
     """``--out`` made now (a usage error if it cannot be), before the work whose results go there."""
     if out.exists() and not out.is_dir():
         fail(f"--out {out} is a file: give a folder for the reports.")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        fail(f"--out {out}: cannot be made ({e.strerror or e}).")
-    if not os.access(out, os.W_OK):
-        fail(f"--out {out} is not writable.")
+    writable_folder(out, "--out")
 
 
 def _writable_file(path: Path, what: str) -> None:
     """A usage error now, not after hours of work, when ``path`` cannot become a file."""
     if path.is_dir():
         fail(f"{what} {path} is a folder: give the file to write, e.g. {path / 'model.onnx'}.")
-    folder = path.parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        fail(f"{what} {path}: its folder cannot be made ({e.strerror or e}).")
-    if not os.access(folder, os.W_OK):
-        fail(f"{what} {path}: its folder {folder} is not writable.")
+    writable_folder(path.parent, what)
 
 

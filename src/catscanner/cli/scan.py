@@ -16,7 +16,7 @@ from ..batch.sources import suffix_list, walk_folder
 from ..errors import CatScannerError
 from ..runtime.breeds import DEFAULT_BREED_THRESHOLD
 from ..runtime.schema import ScanResult
-from .common import PrecisionOption, RuntimeOption, console, err_console, fail, runtime_choice
+from .common import PrecisionOption, RuntimeOption, console, err_console, fail, runtime_choice, writable_folder
 
 MAX_THREADS = 256
 
@@ -147,12 +147,7 @@ def scan(
         fail(f"no photos found in the paths given (folders are searched for files ending in {suffix_list()}).")
     if annotate:
         _check_annotate_folder(annotate, paths, files, display_names(files))
-        try:
-            annotate.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            fail(f"could not create {annotate}: {e.strerror or e}. Choose a folder you can write to.")
-        if not os.access(annotate, os.W_OK):
-            fail(f"{annotate} is not writable: choose a folder you can write to.")
+        writable_folder(annotate, "--annotate")
     try:
         scanner = Scanner(models, threads=threads, runtime=runtime, precision=precision)
     except CatScannerError as e:
