@@ -100,9 +100,17 @@ def test_cross_validation_trains_each_fold_once_and_reports(oxford_dir, tmp_path
     assert cross_validate(cfg, folds=2)["folds"] == r["folds"]
     assert (tmp_path / "cv" / "fold0" / "best.pt").stat().st_mtime_ns == stamp
     assert r["folds_done"] == 2 and r["k"] == 2
-    # a report of unfinished folds says so, and needs at least two
+    from dataclasses import replace
+
     from catscanner.errors import CatScannerError
     from catscanner.training.crossval import report
+
+    # folds of another recipe or another k are not taken for this one's (they were, silently)
+    with pytest.raises(CatScannerError, match="--backbone 'efficientnet_lite0' -> 'efficientnet_lite1'"):
+        cross_validate(replace(cfg, backbone="efficientnet_lite1", epochs=5), folds=2)
+    with pytest.raises(CatScannerError, match="--folds 2 -> 3"):
+        report(cfg, 3)
+    # a report of unfinished folds says so, and needs at least two
 
     (tmp_path / "cv" / "fold1" / "val_predictions.npz").unlink()
     with pytest.raises(CatScannerError, match="1 of 2 folds finished"):
@@ -319,3 +327,23 @@ def test_development_commands_refuse_an_unusable_out_before_the_work(oxford_dir,
     assert code == 2 and "is a file" in text, text
     code, text = _cli("train", "--data", str(oxford_dir), "--out", str(a_file), "--limit", "12")
     assert code == 2 and "a_file" in text, text
+
+
+def test_cross_validate_photos_default_to_all_with_a_config_file_too(tmp_path, monkeypatch):
+    """With ``--config``, cross-validation used ``trainval`` (1,056 cats) instead of the documented
+    default of all 2,100, unless the file or a flag says otherwise."""
+    import catscanner.training.crossval as crossval
+
+    seen = []
+
+    def report(cfg, k):
+        seen.append(cfg.photos)
+        raise crossval.CatScannerError("stop here")
+
+    monkeypatch.setattr(crossval, "report", report)
+    plain, chosen = tmp_path / "plain.json", tmp_path / "chosen.json"
+    plain.write_text('{"epochs": 1}')
+    chosen.write_text('{"photos": "trainval"}')
+    for args in (["--config", str(plain)], ["--config", str(chosen)], [], ["--photos", "trainval"]):
+        assert _cli("cross-validate", "--report-only", "--out", str(tmp_path / "cv"), *args)[0] == 2
+    assert seen == ["all", "trainval", "all", "trainval"]

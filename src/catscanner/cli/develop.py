@@ -85,6 +85,11 @@ def _config_options() -> list[inspect.Parameter]:
     return params
 
 
+def _json_keys(config: Path) -> set:
+    """The keys a --config file sets (it was read, and checked, by ``_config`` already)."""
+    return set(json.loads(config.read_text(encoding="utf-8-sig")))
+
+
 def _config(config: Optional[Path], options: dict):
     from ..training.config import TrainConfig
 
@@ -125,9 +130,9 @@ def cross_validate_command():
         need_torch()
         from ..training.crossval import cross_validate as run, report
 
-        if config is None and options.get("photos") is None:
-            options["photos"] = "all"
         cfg = _config(config, options)
+        if options.get("photos") is None and not (config and "photos" in _json_keys(config)):
+            cfg = _config(config, {**options, "photos": "all"})  # the documented default, with or without --config
         if k < 2:
             fail("--k must be at least 2")
         try:

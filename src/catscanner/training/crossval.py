@@ -29,11 +29,32 @@ def fold_config(cfg: TrainConfig, folds: int, fold: int) -> TrainConfig:
                    out=str(Path(cfg.out) / f"fold{fold}"))
 
 
+FOLD_MAY_DIFFER = ("threads", "out", "data")  # what a finished fold may have been trained with differently
+
+
+def check_finished_fold(fold_cfg: TrainConfig) -> None:
+    """A finished fold counts only if it was trained with this recipe, this k and this fold: a
+    :class:`CatScannerError` naming what differs (another run's folds would be reported as this one's)."""
+    folder = Path(fold_cfg.out)
+    try:
+        stored = json.loads((folder / "metrics.json").read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CatScannerError(f"{folder} holds predictions but no readable metrics.json: it was not written by "
+                              "this command; cross-validate into a new --out.") from None
+    now = asdict(fold_cfg)
+    changed = [f"--{k.replace('_', '-')} {stored.get(k)!r} -> {now[k]!r}" for k in now
+               if k not in FOLD_MAY_DIFFER and k in stored and stored[k] != now[k]]
+    if changed:
+        raise CatScannerError(f"{folder} was trained with other settings ({', '.join(changed)}): cross-validate "
+                              "into a new --out, or with the flags (and --k) it was trained with.")
+
+
 def cross_validate(cfg: TrainConfig, folds: int = 5) -> dict:
     """Train ``folds`` fold models of the recipe ``cfg`` (skipping finished ones) and report."""
     for i in range(folds):
         fold_cfg = fold_config(cfg, folds, i)
         if (Path(fold_cfg.out) / "val_predictions.npz").exists():
+            check_finished_fold(fold_cfg)
             print(f"fold {i + 1}/{folds}: done earlier ({fold_cfg.out})")
             continue
         print(f"fold {i + 1}/{folds}: training in {fold_cfg.out}", flush=True)
@@ -51,6 +72,8 @@ def report(cfg: TrainConfig, folds: int, predictions: str = "val_predictions.npz
     out = Path(cfg.out)
     files = [Path(fold_config(cfg, folds, i).out) / predictions for i in range(folds)]
     done = [i for i, f in enumerate(files) if f.exists()]
+    for i in done:
+        check_finished_fold(fold_config(cfg, folds, i))
     if len(done) < 2:
         raise CatScannerError(f"{len(done)} of {folds} folds finished in {out}: a report needs at least 2.")
     preds = [np.load(files[i]) for i in done]
