@@ -164,3 +164,23 @@ def test_evaluating_without_the_training_extra_says_what_to_install(command, mon
     result = runner.invoke(app, [command, "--out", str(tmp_path)])
     assert result.exit_code == 2, result.output
     assert "needs scipy" in result.output and "catscanner[train]" in result.output
+
+
+def test_photo_sets_as_spreadsheets_and_photo_folders_save_them(tmp_path, sample):
+    """A CSV saved by Excel ("CSV UTF-8": a byte-order mark) was refused as having no 'path,breed'
+    header; a Latin-1 file name ended in a traceback; a folder per breed ignored its sub-folders
+    (support 0, silently) and read macOS ``._`` files as photos."""
+    folders = tmp_path / "by_breed"
+    for i, it in enumerate(sample):
+        where = folders / it.breed / ("2023" if i % 2 else "")
+        where.mkdir(parents=True, exist_ok=True)
+        shutil.copy(it.path, where / f"{it.name}.jpg")
+    (folders / "Bengal" / "._Bengal_1.jpg").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    assert len(read_photo_set(folders)) == 24
+    odd = tmp_path / "csv" / "Ragdoll caf\xe9.jpg".encode("latin-1").decode("utf-8", "surrogateescape")
+    odd.parent.mkdir()
+    shutil.copy(sample[0].path, odd)
+    rows = "path,breed\n" + f"{odd.name},{sample[0].breed}\n"
+    (tmp_path / "csv" / "excel.csv").write_bytes(b"\xef\xbb\xbf" + rows.encode("utf-8", "surrogateescape"))
+    items = read_photo_set(tmp_path / "csv" / "excel.csv")
+    assert [(it.path, it.breed) for it in items] == [(odd, sample[0].breed)]

@@ -95,7 +95,7 @@ def read_split(root: str | Path, split: str = "trainval", species: str | None = 
             "(images/, annotations/trainval.txt, annotations/test.txt)."
         )
     out, bad = [], []
-    for n, line in enumerate(ann.read_text().splitlines(), 1):
+    for n, line in enumerate(ann.read_text(encoding="utf-8-sig").splitlines(), 1):  # a byte-order mark is no name
         parts = line.split()
         if not parts or line.startswith("#"):
             continue
@@ -130,7 +130,8 @@ def read_photo_set(data: str | Path, split: str = "test") -> list[PetImage]:
     """Labelled cat photos from any of three layouts:
 
     * the Oxford-IIIT Pet layout (``annotations/<split>.txt``; labels from its numbers);
-    * a folder per breed: ``DATA/<Breed name>/*.jpg`` (``British Shorthair`` or ``British_Shorthair``);
+    * a folder per breed: ``DATA/<Breed name>/**/*.jpg`` (``British Shorthair`` or ``British_Shorthair``;
+      searched recursively, as ``catscan scan`` searches folders; macOS ``._*`` files skipped);
     * a CSV file with a header ``path,breed`` (paths relative to the CSV's folder).
 
     Unknown breed names and missing files are listed in one :class:`CatScannerError`.
@@ -153,14 +154,15 @@ def read_photo_set(data: str | Path, split: str = "test") -> list[PetImage]:
     out = []
     for folder in folders:
         label = _CAT_INDEX[_breed_key(folder.name)]
-        for p in sorted(folder.iterdir()):
-            if p.suffix.lower() in IMAGE_SUFFIXES:
+        for p in sorted(folder.rglob("*")):
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not p.name.startswith("._"):
                 out.append(PetImage(p.stem, p, "cat", BREEDS[label], label))
     return out
 
 
 def _read_csv(path: Path) -> list[PetImage]:
-    with path.open(newline="") as f:
+    # utf-8-sig: Excel's "CSV UTF-8" starts with a byte-order mark; surrogateescape: non-UTF-8 names kept as bytes
+    with path.open(newline="", encoding="utf-8-sig", errors="surrogateescape") as f:
         rows = list(csv.DictReader(f))
     if not rows or not {"path", "breed"} <= set(rows[0]):
         raise CatScannerError(f"{path} must be a CSV with a header row 'path,breed' and one photo per row.")
