@@ -327,6 +327,20 @@ def test_development_commands_refuse_an_unusable_out_before_the_work(oxford_dir,
     assert code == 2 and "is a file" in text, text
     code, text = _cli("train", "--data", str(oxford_dir), "--out", str(a_file), "--limit", "12")
     assert code == 2 and "a_file" in text, text
+    code, text = _cli("bench", "--quick", "--json-out", str(tmp_path))  # the whole benchmark ran first
+    assert code == 2 and "is a folder" in text, text
+
+
+def test_a_stopped_training_run_says_how_to_go_on(oxford_dir, tmp_path, monkeypatch):
+    """Ctrl-C ended ``catscan train`` silently (exit 130, mid progress bar)."""
+    import catscanner.training.train as training
+
+    def stopped(cfg, resume=False):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "train", stopped)
+    code, text = _cli("train", "--data", str(oxford_dir), "--out", str(tmp_path / "run"))
+    assert code == 130 and "interrupted" in text and "--resume continues" in text, text
 
 
 def test_cross_validate_photos_default_to_all_with_a_config_file_too(tmp_path, monkeypatch):

@@ -68,6 +68,9 @@ def _train(config: Optional[Path] = None, resume: bool = False, **options) -> No
         run_training(cfg, resume=resume)
     except (CatScannerError, OSError) as e:  # OSError: e.g. --out is a file
         fail(str(e))
+    except KeyboardInterrupt:
+        fail(f"interrupted: the epochs finished so far are in {cfg.out}/checkpoint.pt; the same command with "
+             "--resume continues from there.", code=130)
 
 
 def _config_options() -> list[inspect.Parameter]:
@@ -320,8 +323,12 @@ def bench(
 ) -> None:
     """Benchmark Cat Scanner against the reference (2x ResNet-50, PyTorch eager), interleaved in one run,
     on Oxford photos and on 640x480, 12 MP, panorama and portrait photos."""
+    need_torch()  # the reference pipeline is PyTorch (in the benchmark's worker processes)
     from ..bench import run_bench
 
+    if json_out.is_dir():
+        fail(f"--json-out {json_out} is a folder: give the file to write, e.g. {json_out / 'bench.json'}.")
+    writable_folder(json_out.parent, "--json-out")
     try:
         run_bench(photos=photos, shape_photos=shape_photos, rounds=rounds, threads=threads, runtime=runtime,
                   precision=precision, json_out=json_out, quick=quick, data=data, models=models,
