@@ -184,3 +184,15 @@ def test_photo_sets_as_spreadsheets_and_photo_folders_save_them(tmp_path, sample
     (tmp_path / "csv" / "excel.csv").write_bytes(b"\xef\xbb\xbf" + rows.encode("utf-8", "surrogateescape"))
     items = read_photo_set(tmp_path / "csv" / "excel.csv")
     assert [(it.path, it.breed) for it in items] == [(odd, sample[0].breed)]
+
+
+def test_a_photo_that_cannot_be_read_is_named(tmp_path, sample):
+    """One broken photo stopped the whole evaluation with "The input (6 bytes) is not an image format"
+    and no word of which photo it was."""
+    folder = tmp_path / "by_breed" / sample[0].breed
+    folder.mkdir(parents=True)
+    shutil.copy(sample[0].path, folder / "good.jpg")
+    (folder / "broken.jpg").write_bytes(b"hello!")
+    result = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "by_breed"), "--out", str(tmp_path / "r")])
+    text = "".join(result.output.split())
+    assert result.exit_code == 2 and "broken.jpg" in text and "notanimage" in text, result.output

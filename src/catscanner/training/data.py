@@ -263,5 +263,14 @@ def map_batches(paths: list[Path], spec: Preprocess, run, desc: str, batch_size:
     at a time, with a progress bar; returns the list of ``run``'s results, one per batch."""
     from ..progress import progress_bar
 
-    return [run(np.stack([preprocess(load_image(p), spec) for p in paths[i:i + batch_size]]))
+    return [run(np.stack([_preprocessed(p, spec) for p in paths[i:i + batch_size]]))
             for i in progress_bar(range(0, len(paths), batch_size), desc=desc)]
+
+
+def _preprocessed(path: Path, spec: Preprocess) -> np.ndarray:
+    """One photo as the model takes it; a photo that cannot be read is named in the error (a labelled
+    set is measured whole or not at all: a photo left out would change what the numbers mean)."""
+    try:
+        return preprocess(load_image(path), spec)
+    except CatScannerError as e:
+        raise type(e)(f"{path}: {e} Fix or remove this photo from the labelled set.") from None
