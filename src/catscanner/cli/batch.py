@@ -79,7 +79,8 @@ def batch(
     except CatScannerError as e:
         fail(str(e))
     options = BatchOptions(model_version=version, models=models, threshold=threshold, batch_size=batch_size,
-                           threads=threads, runtime=runtime, precision=precision, actors=actors, cpus_per_actor=cpus_per_actor, ray_address=ray_address)
+                           threads=threads, runtime=runtime, precision=precision, actors=actors,
+                           cpus_per_actor=cpus_per_actor, ray_address=ray_address)
     progress = _Progress()
     try:
         summary = run_batch(sources, output, options, engine=engine.value, resume=resume, flush_every=flush_every,

@@ -88,17 +88,14 @@ def _config_options() -> list[inspect.Parameter]:
     return params
 
 
-def _json_keys(config: Path) -> set:
-    """The keys a --config file sets (it was read, and checked, by ``_config`` already)."""
-    return set(json.loads(config.read_text(encoding="utf-8-sig")))
-
-
-def _config(config: Optional[Path], options: dict):
+def _config(config: Optional[Path], options: dict, defaults: dict | None = None):
+    """The TrainConfig of the flags set in ``options``, over the --config file, over ``defaults``."""
     from ..training.config import TrainConfig
 
     overrides = {k: v for k, v in options.items() if v is not None}
     try:
-        return TrainConfig.from_json(config, **overrides) if config else TrainConfig(**overrides)
+        return (TrainConfig.from_json(config, defaults, **overrides) if config
+                else TrainConfig(**{**(defaults or {}), **overrides}))
     except (ValueError, TypeError) as e:
         fail(str(e))
 
@@ -133,9 +130,7 @@ def cross_validate_command():
         need_torch()
         from ..training.crossval import cross_validate as run, report
 
-        cfg = _config(config, options)
-        if options.get("photos") is None and not (config and "photos" in _json_keys(config)):
-            cfg = _config(config, {**options, "photos": "all"})  # the documented default, with or without --config
+        cfg = _config(config, options, defaults={"photos": "all"})  # the documented default, with --config too
         if k < 2:
             fail("--k must be at least 2")
         try:

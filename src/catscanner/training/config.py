@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 
@@ -79,8 +79,16 @@ class TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in stored.items() if k in known})
 
+    def changed_from(self, stored: dict, may_differ: tuple[str, ...]) -> list[str]:
+        """What differs between the config a run ``stored`` (a checkpoint's, a fold's metrics.json) and
+        this one, as ``--flag old -> new``, leaving out the fields in ``may_differ``."""
+        now = asdict(self)
+        return [f"--{_flag(k)} {stored[k]!r} -> {now[k]!r}" for k in now
+                if k not in may_differ and k in stored and stored[k] != now[k]]
+
     @classmethod
-    def from_json(cls, path: str | Path, **overrides) -> "TrainConfig":
+    def from_json(cls, path: str | Path, defaults: dict | None = None, **overrides) -> "TrainConfig":
+        """The config in the JSON file at ``path``, over ``defaults``, under the ``overrides`` that are set."""
         known = {f.name for f in fields(cls)}
         try:
             raw = json.loads(Path(path).read_text(encoding="utf-8-sig"))
@@ -93,7 +101,7 @@ class TrainConfig:
         bad = set(raw) - known
         if bad:
             raise ValueError(f"{path}: unknown config keys {sorted(bad)}")
-        return cls(**{**raw, **{k: v for k, v in overrides.items() if v is not None}})
+        return cls(**{**(defaults or {}), **raw, **{k: v for k, v in overrides.items() if v is not None}})
 
 
 def _flag(name: str) -> str:

@@ -41,9 +41,7 @@ def check_finished_fold(fold_cfg: TrainConfig) -> None:
     except (OSError, ValueError, KeyError, TypeError):
         raise CatScannerError(f"{folder} holds predictions but no readable metrics.json: it was not written by "
                               "this command; cross-validate into a new --out.") from None
-    now = asdict(fold_cfg)
-    changed = [f"--{k.replace('_', '-')} {stored.get(k)!r} -> {now[k]!r}" for k in now
-               if k not in FOLD_MAY_DIFFER and k in stored and stored[k] != now[k]]
+    changed = fold_cfg.changed_from(stored, FOLD_MAY_DIFFER)
     if changed:
         raise CatScannerError(f"{folder} was trained with other settings ({', '.join(changed)}): cross-validate "
                               "into a new --out, or with the flags (and --k) it was trained with.")

@@ -195,9 +195,7 @@ def _resumable(path: Path, cfg: TrainConfig) -> dict:
     except Exception as e:  # a truncated or foreign file: torch raises RuntimeError, EOFError, pickle errors
         raise CatScannerError(f"--resume: {path} cannot be read ({type(e).__name__}: {str(e).splitlines()[0]}). "
                               "Train again without --resume, or into a new --out.") from None
-    stored, now = ckpt.get("config", {}), asdict(cfg)
-    changed = [f"--{k.replace('_', '-')} {stored.get(k)!r} -> {now[k]!r}" for k in now
-               if k not in RESUME_MAY_CHANGE and k in stored and stored[k] != now[k]]
+    changed = cfg.changed_from(ckpt.get("config", {}), RESUME_MAY_CHANGE)
     if changed:
         raise CatScannerError(f"--resume: {path} was made with other settings ({', '.join(changed)}). Resume "
                               "with the same flags (only --epochs and --threads may change), or train into a new --out.")
@@ -239,7 +237,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     ckpt_path = out / "checkpoint.pt"
     if resume and not ckpt_path.exists():
         print(f"no {ckpt_path} to resume from: starting at the first epoch")
-    if resume and ckpt_path.exists():
+    elif resume:
         ckpt = _resumable(ckpt_path, cfg)
         model.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -296,8 +294,8 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
             best_acc, kept_logits = (val_acc if val_acc is not None else -1.0), val_logits
             _save({"model": model.state_dict(), "epoch": epoch + 1}, out / "best_weights.pt")
         _save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                    "history": history, "best_accuracy": best_acc, "torch_rng": torch.get_rng_state(),
-                    "config": asdict(cfg)}, ckpt_path)
+               "history": history, "best_accuracy": best_acc, "torch_rng": torch.get_rng_state(),
+               "config": asdict(cfg)}, ckpt_path)
         (out / "metrics.json").write_text(json.dumps({"config": asdict(cfg), "epochs": history}, indent=2))
         plot_curves(history, out / "training_curves.png")
 
@@ -320,7 +318,7 @@ def train(cfg: TrainConfig, resume: bool = False) -> Path:
     }
     final = out / "best.pt"
     _save({"model": model.state_dict(), "config": asdict(cfg), "preprocess": spec.to_dict(),
-                "breeds": list(BREEDS), "temperature": temperature, "summary": summary}, final)
+           "breeds": list(BREEDS), "temperature": temperature, "summary": summary}, final)
     (out / "metrics.json").write_text(
         json.dumps({"config": asdict(cfg), "epochs": history, "summary": summary}, indent=2))
     val_text = "no validation set" if val_accuracy is None else f"val accuracy {val_accuracy:.3f}"
