@@ -196,3 +196,14 @@ def test_a_photo_that_cannot_be_read_is_named(tmp_path, sample):
     result = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "by_breed"), "--out", str(tmp_path / "r")])
     text = "".join(result.output.split())
     assert result.exit_code == 2 and "broken.jpg" in text and "notanimage" in text, result.output
+
+
+def test_a_spreadsheet_report_does_not_overwrite_the_test_report(tmp_path, sample):
+    """``evaluate --data photos.csv`` saved its report as breed_metrics_test.json, over the Oxford test
+    report in the same --out; it is now named after the photo set."""
+    rows = "path,breed\n" + "".join(f"{it.path},{it.breed}\n" for it in sample[:6])
+    (tmp_path / "shelter.csv").write_text(rows)
+    result = runner.invoke(app, ["evaluate", "--data", str(tmp_path / "shelter.csv"), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == ["breed_metrics_shelter.json", "confusion_matrix_shelter.png"]
+    assert json.loads((tmp_path / "r" / "breed_metrics_shelter.json").read_text())["n"] == 6

@@ -121,6 +121,29 @@ def test_thresholds_keep_to_the_false_alarm_budget_or_else_to_the_fewest_false_a
     assert (thr, summary["false_alarm_photos"], met) == (0.9, 0.02, False)
 
 
+def test_turned_dogs_turn_the_dogs_of_fit_scenes_and_nothing_else(data_dir):
+    """``--turned-dogs``: the dog photos a fit scene uses (background, distractors) are turned on their
+    side; scenes without a dog, and every scene at the default 0, are exactly as before."""
+    from catscanner.training.scenes import Pools, make_scene
+
+    with pytest.raises(ValueError, match="turned_dogs must be a share from 0 to 1"):
+        Pools("fit", data_dir, turned_dogs=1.5)
+    upright, turned = Pools("fit", data_dir), Pools("fit", data_dir, turned_dogs=1.0)
+    dog_stems = {p.stem for p in upright.dogs}
+    with_dogs = unchanged = 0
+    for i in range(24):
+        a, b = make_scene(upright, i), make_scene(turned, i)
+        has_dog = bool(dog_stems & set(a.background)) or any(d.kind == "dog" for d in a.distractors)
+        same = a.image.size == b.image.size and np.array_equal(np.asarray(a.image), np.asarray(b.image))
+        assert not (has_dog and same), i  # (a scene may change without a dog in its record: one hidden under a cat)
+        with_dogs, unchanged = with_dogs + has_dog, unchanged + same
+        for d in b.distractors:  # a whole dog photo pasted on its side: the box has the turned photo's shape
+            if d.kind == "dog":
+                w, h = load_image(next(p for p in turned.dogs if p.stem == d.name)).size
+                assert abs((d.box[2] - d.box[0]) / (d.box[3] - d.box[1]) - h / w) < 0.05, (i, d)
+    assert with_dogs >= 5 and unchanged >= 3
+
+
 def test_feature_cache_is_reused_for_the_same_inputs_only(data_dir, tmp_path, capsys):
     from catscanner.training.fit_detector import feature_records
     from catscanner.training.scenes import Pools

@@ -215,11 +215,15 @@ def _cli(*args: str):
     (["--threads", "0"], "--threads must be at least 1"),
     (["--temperature", "-1"], "--temperature must be positive"),
     (["--backbone", "foo"], "Unknown backbone 'foo'"),
+    (["--fold", "2"], "--fold needs --folds"),
+    (["--folds", "5", "--fold", "5"], "--fold must be from 0 to 4"),
+    (["--folds", "5", "--val-fraction", "0.3"], "--val-fraction is not used with --folds"),
 ])
 def test_training_options_that_cannot_train_are_usage_errors(oxford_dir, tmp_path, flags, message):
     """Each once ended in a traceback after the photos loaded (a division by zero, a missing
     best_weights.pt), or trained silently wrong (no validation set; a negative temperature that
-    turns every breed mix upside down): now exit 2 naming the flag, before any training."""
+    turns every breed mix upside down; --fold without --folds trained on the --val-fraction split, and
+    --val-fraction with --folds was ignored): now exit 2 naming the flag, before any training."""
     code, text = _cli("train", "--data", str(oxford_dir), "--out", str(tmp_path / "run"), "--limit", "12", *flags)
     assert code == 2 and message in text, text
     assert not (tmp_path / "run" / "checkpoint.pt").exists()
@@ -361,3 +365,40 @@ def test_cross_validate_photos_default_to_all_with_a_config_file_too(tmp_path, m
     for args in (["--config", str(plain)], ["--config", str(chosen)], [], ["--photos", "trainval"]):
         assert _cli("cross-validate", "--report-only", "--out", str(tmp_path / "cv"), *args)[0] == 2
     assert seen == ["all", "trainval", "all", "trainval"]
+
+
+def test_cross_validate_refuses_a_validation_share_its_folds_would_ignore(tmp_path):
+    """Each fold's validation set is the held-out fold: a --val-fraction in the config was ignored."""
+    config = tmp_path / "c.json"
+    config.write_text('{"val_fraction": 0.3}')
+    code, text = _cli("cross-validate", "--config", str(config), "--out", str(tmp_path / "cv"))
+    assert code == 2 and "--val-fraction is not used with --folds" in text, text
+    assert "--val-fraction" not in _cli("cross-validate", "--help")[1]
+
+
+def test_development_commands_write_to_the_package_by_default_and_say_when_stopped(data_dir, tmp_path, monkeypatch):
+    """``export-breeds`` and ``fit-detector`` wrote to src/catscanner/models/ relative to the current
+    folder (outside a checkout: an error, or a file nobody loads); Ctrl-C in ``fit-detector``,
+    ``evaluate`` and ``evaluate-detector`` printed only "Aborted"."""
+    import catscanner.training.evaluate as evaluation
+    import catscanner.training.fit_detector as fitting
+    from catscanner.runtime.contract import default_model_dir
+
+    written = []
+
+    def stopped(*args, **kwargs):
+        written.append(args[1])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fitting, "fit_detector", stopped)
+    monkeypatch.setattr(evaluation, "evaluate_breeds", stopped)
+    monkeypatch.setattr(evaluation, "evaluate_detector", stopped)
+    monkeypatch.chdir(tmp_path)  # not a checkout
+    code, text = _cli("fit-detector", "--data", str(data_dir))
+    shipped = default_model_dir() / "detector.onnx"
+    assert written == [shipped] and code == 130, text
+    assert "interrupted" in text and "detector.onnx was not written" in text and "--cache" in text, text
+    assert not (tmp_path / "src").exists()
+    for command in ("evaluate", "evaluate-detector"):
+        code, text = _cli(command, "--out", str(tmp_path / "r"))
+        assert code == 130 and "interrupted: no report was written" in text, text

@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from ..errors import CatScannerError
+from ..runtime.contract import BREEDS_FILE, DETECTOR_FILE, default_model_dir
 from .common import console, fail, writable_folder
 
 
@@ -128,11 +129,15 @@ def cross_validate_command():
         spread, the out-of-fold temperature and its calibration (OUT/cv.json, OUT/cv_confusion.png).
         Finished folds are not retrained; --report-only reports the folds finished so far."""
         need_torch()
-        from ..training.crossval import cross_validate as run, report
+        from ..training.crossval import cross_validate as run, fold_config, report
 
         cfg = _config(config, options, defaults={"photos": "all"})  # the documented default, with --config too
         if k < 2:
             fail("--k must be at least 2")
+        try:
+            fold_config(cfg, k, 0)  # a recipe the folds cannot train with (e.g. --val-fraction in --config)
+        except ValueError as e:
+            fail(str(e))
         try:
             r = report(cfg, k) if report_only else run(cfg, k)
         except CatScannerError as e:
@@ -153,14 +158,14 @@ def cross_validate_command():
                           annotation=Annotated[int, typer.Option("--k", help="Number of folds.")]),
         inspect.Parameter("report_only", inspect.Parameter.KEYWORD_ONLY, default=False,
                           annotation=Annotated[bool, typer.Option(help="Train nothing: report the folds finished so far.")]),
-        *[p for p in _config_options() if p.name not in ("folds", "fold", "keep", "temperature")],
+        *[p for p in _config_options() if p.name not in ("folds", "fold", "keep", "temperature", "val_fraction")],
     ])
     return cross_validate
 
 
 def fit_detector(
     data: Annotated[Optional[Path], typer.Option(help="Folder holding oxford-iiit-pet/ and coco128/ (default $CATSCAN_DATA or ../shared/data).")] = None,
-    out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("src/catscanner/models/detector.onnx"),
+    out: Annotated[Optional[Path], typer.Option(help="ONNX file to write (default: the shipped detector, in the package's models folder).")] = None,
     scenes: Annotated[int, typer.Option(help="Composite scenes to train on (besides the plain photos).", min=0)] = 8000,
     epochs: Annotated[int, typer.Option(help="Training epochs of the detector head.", min=1)] = 10,
     threads: Annotated[int, typer.Option(help="CPU threads.", min=1, max=256)] = 2,
@@ -179,6 +184,7 @@ def fit_detector(
     fine_input: Annotated[bool, typer.Option(help="A stride-16 head also reads the backbone's stride-8 features (detail for small cats; about the same work).")] = False,
     heads: Annotated[int, typer.Option(help="Train this many heads (seeds --seed, --seed + 1, ...) and export their average as the detector's head.", min=1, max=8)] = 3,
     turned: Annotated[bool, typer.Option(help="Also train on a copy of each cat and dog photo turned on its side (90 or 270 degrees): cats lying down or photographed sideways.")] = False,
+    turned_dogs: Annotated[float, typer.Option(help="Share of the dog photos in the training scenes (backgrounds and distractors) turned on their side, and each dog photo trained on turned as well (0: none): dogs lying down or photographed sideways are not cats.", min=0.0, max=1.0)] = 0.0,
     first_head: Annotated[Optional[Path], typer.Option(help="With --refit-all, also write the head trained on four fifths (the one the thresholds were chosen with) to this ONNX file, for benchmarks/check_scenes.py.")] = None,
 ) -> None:
     """Train the whole-frame cat detector's head on the fit data (Oxford trainval, half of COCO) and export it.
@@ -195,6 +201,7 @@ def fit_detector(
         look = SecondLook(look_size, look_count, look_floor, reuse=look_reuse) if look_size else None
     except ValueError as e:
         fail(f"--look-size/--look-count/--look-floor: {e}.")
+    out = out or default_model_dir() / DETECTOR_FILE
     for path, what in ((out, "--out"), (first_head, "--first-head")):
         if path is not None:
             _writable_file(path, what)
@@ -204,9 +211,13 @@ def fit_detector(
         fit(data, out, n_scenes=scenes, epochs=epochs, threads=threads, seed=seed, refit_all=refit_all,
             box_classifier=box_classifier, cache=cache, dropout=dropout, look=look, stride=stride,
             first_head=first_head, fine_input=fine_input, run_pixels=run_pixels, train_pixels=train_pixels,
-            heads=heads, turned=turned)
+            heads=heads, turned=turned, turned_dogs=turned_dogs)
     except (CatScannerError, OSError) as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        kept = f"; the backbone features are kept in {cache} once all of them are computed" if cache else \
+            "; with --cache the backbone features are kept for the next run"
+        fail(f"interrupted: {out} was not written{kept}.", code=130)
     console.print(f"wrote {out}")
 
 
@@ -215,11 +226,12 @@ def evaluate(
     split: Annotated[str, typer.Option(help="test, trainval, or val (the model's own validation photos).")] = "test",
     models: Annotated[Optional[Path], typer.Option(help="Folder with breeds.onnx.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print every number as JSON.")] = False,
-    out: Annotated[Path, typer.Option(help="Folder for breed_metrics_SPLIT.json and confusion_matrix_SPLIT.png.")] = Path("reports"),
+    out: Annotated[Path, typer.Option(help="Folder for breed_metrics_NAME.json and confusion_matrix_NAME.png (NAME: the split for the Oxford layout, else the CSV's or folder's name).")] = Path("reports"),
     tta: Annotated[bool, typer.Option(help="Average with the mirrored photo.")] = False,
 ) -> None:
     """Breed accuracy, precision/recall/F1 (micro, macro, weighted, per breed), ECE, confusion matrix."""
     need_measuring_tools()
+    from ..training.data import photo_set_name
     from ..training.evaluate import evaluate_breeds, plot_confusion, save_json
 
     _writable_folder(out)
@@ -227,12 +239,15 @@ def evaluate(
         m = evaluate_breeds(data or oxford_root(), split, models, tta=tta)
     except CatScannerError as e:
         fail(str(e))
-    save_json(m, out / f"breed_metrics_{split}.json")
-    png = plot_confusion(m, out / f"confusion_matrix_{split}.png")
+    except KeyboardInterrupt:
+        fail(f"interrupted: no report was written to {out}.", code=130)
+    name = photo_set_name(data or oxford_root(), split)
+    save_json(m, out / f"breed_metrics_{name}.json")
+    png = plot_confusion(m, out / f"confusion_matrix_{name}.png")
     if json_out:
         print(json.dumps(m, indent=2))
         return
-    t = Table(title=f"Breeds on {split} ({m['n']} photos): accuracy {m['accuracy']:.3f}")
+    t = Table(title=f"Breeds on {name} ({m['n']} photos): accuracy {m['accuracy']:.3f}")
     for col in ("average", "precision", "recall", "f1"):
         t.add_column(col)
     for avg in ("micro", "macro", "weighted"):
@@ -245,7 +260,7 @@ def evaluate(
         pb.add_row(b, f"{v['precision']:.3f}", f"{v['recall']:.3f}", f"{v['f1']:.3f}", str(v["support"]))
     console.print(pb)
     console.print(f"expected calibration error {m['ece']:.4f} (before temperature scaling {m['uncalibrated_ece']:.4f}, "
-                  f"T = {m['temperature']:.2f})\nconfusion matrix: {png}\nall numbers: {out / f'breed_metrics_{split}.json'}")
+                  f"T = {m['temperature']:.2f})\nconfusion matrix: {png}\nall numbers: {out / f'breed_metrics_{name}.json'}")
 
 
 def evaluate_detector(
@@ -265,6 +280,8 @@ def evaluate_detector(
         r = run(data_root(data), models, scenes=scenes)
     except CatScannerError as e:
         fail(str(e))
+    except KeyboardInterrupt:
+        fail(f"interrupted: no report was written to {out}.", code=130)
     save_json(r, out / "detector_metrics.json")
     png = plot_reliability(r, out / "reliability.png")
     if json_out:
@@ -359,7 +376,7 @@ def check_weights(
 
 def export_breeds(
     checkpoint: Annotated[Path, typer.Argument(help="best.pt written by catscan train.")],
-    out: Annotated[Path, typer.Option(help="ONNX file to write.")] = Path("src/catscanner/models/breeds.onnx"),
+    out: Annotated[Optional[Path], typer.Option(help="ONNX file to write (default: the shipped breed model, in the package's models folder).")] = None,
     read_size: Annotated[int, typer.Option(help="Read the same centre crop at this many pixels instead of "
                                                 "the training size (0: the training size).")] = 0,
 ) -> None:
@@ -369,6 +386,7 @@ def export_breeds(
 
     if read_size < 0:
         fail(f"--read-size must be 0 (the training size) or more, not {read_size}.")
+    out = out or default_model_dir() / BREEDS_FILE
     _writable_file(out, "--out")
     try:
         console.print(f"wrote {export_breeds(checkpoint, out, read_size=read_size)}")

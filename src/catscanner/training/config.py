@@ -7,6 +7,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 
+VAL_FRACTION = 0.15  # the default share held out for validation (unused with --folds)
+
+
 def _opt(default, help: str):
     return field(default=default, metadata={"help": help})
 
@@ -35,7 +38,7 @@ class TrainConfig:
     fold: int = _opt(0, "The held-out fold (0..k-1) when --folds is set.")
     keep: str = _opt("best", "Which epoch to keep: best (highest validation accuracy) or last. Without a validation set: last.")
     temperature: float = _opt(0.0, "Softmax temperature to store when there is no validation set (from catscan cross-validate); 0: fit it on validation.")
-    val_fraction: float = _opt(0.15, "Share of --photos held out for validation (per breed); 0: none.")
+    val_fraction: float = _opt(VAL_FRACTION, "Share of --photos held out for validation (per breed); 0: none.")
     val_seed: int = _opt(0, "Which trainval photos are held out (kept apart from --seed).")
     seed: int = _opt(0, "Random seed of the training run.")
     limit: int = _opt(0, "Use only this many training photos (quick checks, tests); 0 = all.")
@@ -67,6 +70,10 @@ class TrainConfig:
              "--color-jitter must not be negative"),
             (0.0 < self.crop_scale <= 1.0, "--crop-scale must be above 0 and at most 1"),
             (self.folds == 0 or self.folds >= 2, "--folds must be 0 (no k-fold) or at least 2"),
+            (self.folds > 0 or self.fold == 0, "--fold needs --folds (the number of folds it is one of)"),
+            (self.folds == 0 or 0 <= self.fold < self.folds, f"--fold must be from 0 to {self.folds - 1} (--folds {self.folds})"),
+            (self.folds == 0 or self.val_fraction == VAL_FRACTION,
+             "--val-fraction is not used with --folds: the fold --fold is the validation set"),
         ]
         for ok, message in checks:
             if not ok:

@@ -126,6 +126,15 @@ def read_split(root: str | Path, split: str = "trainval", species: str | None = 
 
 
 
+def photo_set_name(data: str | Path, split: str) -> str:
+    """What a photo set is called in report file names: ``split`` for the Oxford layout (or a model's
+    ``val``), else the CSV's or folder's own name (so that it never overwrites the Oxford test report)."""
+    data = Path(data)
+    if split == "val" or (data / "annotations").is_dir():
+        return split
+    return data.stem or "photos"
+
+
 def read_photo_set(data: str | Path, split: str = "test") -> list[PetImage]:
     """Labelled cat photos from any of three layouts:
 

@@ -125,7 +125,7 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
                     spec: Preprocess = SPEC, turned: bool = False) -> list[dict]:
     """Backbone features (float16) of the split's plain photos and ``n_scenes`` composites, each
     resized as ``spec`` says (``turned``: and of the cat and dog photos turned on their side,
-    ``scenes.turn_of``); with ``cache`` (a folder of your own: the files are pickles), kept in a
+    ``scenes.turn_of``; ``pools.turned_dogs`` > 0: and of the dog photos turned); with ``cache`` (a folder of your own: the files are pickles), kept in a
     file there named by what they come from (the photos, the scene count and seed, the preprocessing,
     the backbone and this code) and read back by later runs."""
     if cache is not None:
@@ -133,7 +133,8 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
         names = "|".join(str(it) for kind in ("cats", "dogs", "coco") for it in getattr(pools, kind))
         code = "".join(inspect.getsource(f) for f in (scenes_module, feature_records, _features, backbone_taps))
         taps = f"{FINE_TAP_BLOCK}|{TAP_BLOCK}"
-        key = hashlib.sha1(f"{names}|{n_scenes}|{seed}|{spec.to_dict()}|{BACKBONE}|{taps}|{turned}|{code}".encode()).hexdigest()[:16]
+        turns = f"{turned}|{pools.turned_dogs}"
+        key = hashlib.sha1(f"{names}|{n_scenes}|{seed}|{spec.to_dict()}|{BACKBONE}|{taps}|{turns}|{code}".encode()).hexdigest()[:16]
         path = Path(cache) / f"features_{pools.split}_{n_scenes}_{key}.pkl"
         if path.is_file():
             print(f"features read from {path}", flush=True)
@@ -156,7 +157,7 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
 
     where = f"at {spec.max_pixels:,} pixels"
     with _taps_session(threads) as session:
-        kinds = ("cat", "dog", "coco") + (("turned_cat", "turned_dog") if turned else ())
+        kinds = ("cat", "dog", "coco") + (("turned_cat", "turned_dog") if turned else ("turned_dog",) if pools.turned_dogs else ())
         plain = [(s, k) for k in kinds for s in plain_items(pools, k)]
         records = [record(session, s, k) for s, k in progress_bar(plain, desc=f"features of {pools.split} photos {where}")]
         records += [record(session, make_scene(pools, i, seed), "scene")
@@ -420,7 +421,8 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
                  box_classifier: bool = False, cache: Path | None = None, dropout: float = 0.0,
                  look: SecondLook | None = SecondLook(), stride: int = 16,
                  first_head: Path | None = None, fine_input: bool = False, run_pixels: int = 75_000,
-                 train_pixels: int = MAX_PIXELS, heads: int = 3, turned: bool = False) -> dict:
+                 train_pixels: int = MAX_PIXELS, heads: int = 3, turned: bool = False,
+                 turned_dogs: float = 0.0) -> dict:
     """Fit the whole-frame detector on the ``fit`` data and export it to ``out``; returns the fit report.
     The defaults are the shipped detector's recipe.
 
@@ -436,10 +438,12 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
     photos' features computed again at ``run_pixels``, as the runtime will see them. ``heads`` > 1:
     that many heads trained from seeds ``seed``, ``seed`` + 1, ... and read as their average
     (:class:`.detection.HeadEnsemble`). ``turned``: the cat and dog photos are also trained on turned
-    on their side (``scenes.turn_of``), and the held-out fifth's turned photos take part in the choice."""
+    on their side (``scenes.turn_of``), and the held-out fifth's turned photos take part in the choice.
+    ``turned_dogs`` > 0: that share of the dog photos in the scenes (backgrounds and distractors) is
+    turned on their side, and each dog photo is trained on turned as well (cat-free)."""
     torch.set_num_threads(threads)
     t0 = time.time()
-    pools = Pools("fit", data)
+    pools = Pools("fit", data, turned_dogs=turned_dogs)
     if max_photos:
         for kind in ("cats", "dogs", "coco"):
             items = getattr(pools, kind)
@@ -458,7 +462,7 @@ def fit_detector(data: str | Path | None, out: Path, n_scenes: int = 8000, epoch
     report["box_classifier"] = verifier_report
     print(f"chosen on {len(held)} held-out fit photos: {report['held_out_out_of_fold']}", flush=True)
     settings = {"scenes": n_scenes, "epochs": epochs, "seed": seed, "dropout": dropout, "max_pixels": train_pixels, "run_pixels": run_pixels,
-                "stride": stride, "fine_input": fine_input, "heads": heads, "turned": turned, "second_look": None if look is None else asdict(look)}
+                "stride": stride, "fine_input": fine_input, "heads": heads, "turned": turned, "turned_dogs": turned_dogs, "second_look": None if look is None else asdict(look)}
     if refit_all:
         if first_head is not None:
             export_detector(head, params, first_head, spec=spec, details=

@@ -32,6 +32,8 @@ from .data import data_root, read_coco, read_split
 ASPECTS = ((1, 1), (4, 3), (3, 4), (16, 9), (9, 16), (2, 1), (3, 1))  # width:height
 SPLIT_SEED = {"fit": 1_000_003, "report": 2_000_003}
 OXFORD_SPLIT = {"fit": "trainval", "report": "test"}
+TURNS = (90, 270)  # degrees (counter-clockwise) a photo on its side is turned by
+TURN_STREAM = 7  # the fourth number of the random stream that turns a scene's dog photos
 
 
 @dataclass
@@ -62,12 +64,17 @@ def _load(path: Path) -> Image.Image:
 
 class Pools:
     """The photos one split draws from: Oxford cats (with breed labels from the annotation
-    lines), Oxford dogs and half of the cat-free COCO photos."""
+    lines), Oxford dogs and half of the cat-free COCO photos; ``turned_dogs``: the share of the dog
+    photos its scenes use (as background or distractor) that are turned on their side."""
 
-    def __init__(self, split: str, data: str | Path | None = None):
+    def __init__(self, split: str, data: str | Path | None = None, turned_dogs: float = 0.0):
         if split not in SPLIT_SEED:
             raise ValueError(f"split must be one of {tuple(SPLIT_SEED)} (got {split!r})")
+        if not 0.0 <= turned_dogs <= 1.0:
+            raise ValueError(f"turned_dogs must be a share from 0 to 1 (got {turned_dogs})")
         self.split = split
+        # the share of the dog photos a scene uses (background or distractor) turned on their side
+        self.turned_dogs = turned_dogs
         root = data_root(data)
         pets = read_split(root / "oxford-iiit-pet", OXFORD_SPLIT[split], species=None)
         self.cats = [(p.path, p.label) for p in pets if p.species == "cat"]
@@ -123,12 +130,22 @@ def _crop_aspect(rng, img: Image.Image, aspect: float, min_frac=0.6) -> Image.Im
     return img.crop((int(x), int(y), int(x + cw), int(y + ch)))
 
 
-def _fill(rng: np.random.Generator, name: Path, w: int, h: int) -> Image.Image:
-    """A random crop of the photo ``name`` with the shape of w x h, resized to it."""
-    return _crop_aspect(rng, _load(name), w / h).resize((w, h), Image.BILINEAR)
+def _fill(rng: np.random.Generator, img: Image.Image, w: int, h: int) -> Image.Image:
+    """A random crop of ``img`` with the shape of w x h, resized to it."""
+    return _crop_aspect(rng, img, w / h).resize((w, h), Image.BILINEAR)
 
 
-def _background(rng: np.random.Generator, pools: Pools, W: int, H: int) -> tuple[Image.Image, list[str]]:
+def _scene_photo(pools: Pools, name: Path, turn_rng: np.random.Generator) -> Image.Image:
+    """The photo ``name`` for a scene: a dog photo turned on its side with probability ``pools.turned_dogs``
+    (drawn from ``turn_rng``, the scene's own stream for turns, so the scene's other draws stay as they were)."""
+    img = _load(name)
+    if pools.turned_dogs and name in pools.dogs and turn_rng.random() < pools.turned_dogs:
+        img = img.rotate(TURNS[int(turn_rng.integers(len(TURNS)))], expand=True)
+    return img
+
+
+def _background(rng: np.random.Generator, pools: Pools, W: int, H: int,
+                turn_rng: np.random.Generator) -> tuple[Image.Image, list[str]]:
     """A cat-free W x H background and the names of the photos it is cut from.
 
     Report scenes: a crop of one cat-free COCO photo. Fit scenes draw from more (a head learns the
@@ -136,7 +153,7 @@ def _background(rng: np.random.Generator, pools: Pools, W: int, H: int) -> tuple
     and Oxford dog photos, and one background in three is two of them side by side."""
     if pools.split == "report":
         name = pools.coco[int(rng.integers(len(pools.coco)))]
-        return _fill(rng, name, W, H), [name.stem]
+        return _fill(rng, _load(name), W, H), [name.stem]
 
     def source() -> Path:
         pool = pools.coco if rng.random() < 0.6 else pools.dogs
@@ -144,14 +161,14 @@ def _background(rng: np.random.Generator, pools: Pools, W: int, H: int) -> tuple
 
     if rng.random() >= 1 / 3:
         name = source()
-        return _fill(rng, name, W, H), [name.stem]
+        return _fill(rng, _scene_photo(pools, name, turn_rng), W, H), [name.stem]
     bg, names = Image.new("RGB", (W, H)), []
     split_x = W >= H  # side by side along the longer side
     cut = int(rng.uniform(0.3, 0.7) * (W if split_x else H))
     for part in ((0, 0, cut, H), (cut, 0, W, H)) if split_x else ((0, 0, W, cut), (0, cut, W, H)):
         name = source()
         names.append(name.stem)
-        bg.paste(_fill(rng, name, part[2] - part[0], part[3] - part[1]), part[:2])
+        bg.paste(_fill(rng, _scene_photo(pools, name, turn_rng), part[2] - part[0], part[3] - part[1]), part[:2])
     return bg, names
 
 
@@ -160,7 +177,8 @@ def make_scene(pools: Pools, index: int, seed: int = 0) -> Scene:
     aw, ah = ASPECTS[int(rng.integers(len(ASPECTS)))]
     long_side = int(rng.integers(1000, 1601))
     W, H = (long_side, int(round(long_side * ah / aw))) if aw >= ah else (int(round(long_side * aw / ah)), long_side)
-    bg, bg_names = _background(rng, pools, W, H)
+    turn_rng = np.random.default_rng([SPLIT_SEED[pools.split], seed, index, TURN_STREAM])
+    bg, bg_names = _background(rng, pools, W, H, turn_rng)
     if rng.random() < 0.5:
         bg = bg.transpose(Image.FLIP_LEFT_RIGHT)
     scene = Scene(bg, key=f"{pools.split}/{seed}/{index}", background=bg_names)
@@ -171,7 +189,7 @@ def make_scene(pools: Pools, index: int, seed: int = 0) -> Scene:
     for _ in range(n_dis):  # distractors first, cats on top
         if rng.random() < 0.6:
             name = pools.dogs[int(rng.integers(len(pools.dogs)))]
-            src, kind = _load(name), "dog"
+            src, kind = _scene_photo(pools, name, turn_rng), "dog"
         else:
             name = pools.coco[int(rng.integers(len(pools.coco)))]
             src = _crop_aspect(rng, _load(name), float(np.exp(rng.uniform(np.log(0.6), np.log(1.7)))), 0.3)
@@ -200,9 +218,8 @@ def make_scene(pools: Pools, index: int, seed: int = 0) -> Scene:
 
 
 # Whole photos turned on their side (a phone held sideways, a cat lying down): kinds "turned_cat"
-# and "turned_dog", each photo turned by one of these, chosen by its name.
+# and "turned_dog", each photo turned by one of TURNS, chosen by its name.
 TURNED = "turned_"
-TURNS = (90, 270)
 
 
 def turn_of(stem: str) -> int:
