@@ -371,7 +371,7 @@ def test_cross_validate_refuses_a_validation_share_its_folds_would_ignore(tmp_pa
     """Each fold's validation set is the held-out fold: a --val-fraction in the config was ignored."""
     config = tmp_path / "c.json"
     config.write_text('{"val_fraction": 0.3}')
-    code, text = _cli("cross-validate", "--config", str(config), "--out", str(tmp_path / "cv"))
+    code, text = _cli("cross-validate", "--report-only", "--config", str(config), "--out", str(tmp_path / "cv"))
     assert code == 2 and "--val-fraction is not used with --folds" in text, text
     assert "--val-fraction" not in _cli("cross-validate", "--help")[1]
 
