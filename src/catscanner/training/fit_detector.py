@@ -125,9 +125,10 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
                     spec: Preprocess = SPEC, turned: bool = False) -> list[dict]:
     """Backbone features (float16) of the split's plain photos and ``n_scenes`` composites, each
     resized as ``spec`` says (``turned``: and of the cat and dog photos turned on their side,
-    ``scenes.turn_of``; ``pools.turned_dogs`` > 0: and of the dog photos turned); with ``cache`` (a folder of your own: the files are pickles), kept in a
-    file there named by what they come from (the photos, the scene count and seed, the preprocessing,
-    the backbone and this code) and read back by later runs."""
+    ``scenes.turn_of``; ``pools.turned_dogs`` > 0: and of the dog photos turned); with ``cache`` (a
+    folder of your own: the files are pickles), kept in a file there named by what they come from (the
+    photos, the scene count and seed, the preprocessing, the backbone and this code) and read back by
+    later runs."""
     if cache is not None:
         # the pools in order (scenes pick photos by position), the scene recipe and the feature code
         names = "|".join(str(it) for kind in ("cats", "dogs", "coco") for it in getattr(pools, kind))
@@ -157,7 +158,9 @@ def feature_records(pools: Pools, n_scenes: int, threads: int, seed: int = 0, ca
 
     where = f"at {spec.max_pixels:,} pixels"
     with _taps_session(threads) as session:
-        kinds = ("cat", "dog", "coco") + (("turned_cat", "turned_dog") if turned else ("turned_dog",) if pools.turned_dogs else ())
+        kinds = ("cat", "dog", "coco")
+        if turned or pools.turned_dogs:
+            kinds += ("turned_cat", "turned_dog") if turned else ("turned_dog",)
         plain = [(s, k) for k in kinds for s in plain_items(pools, k)]
         records = [record(session, s, k) for s, k in progress_bar(plain, desc=f"features of {pools.split} photos {where}")]
         records += [record(session, make_scene(pools, i, seed), "scene")
