@@ -215,9 +215,9 @@ def fit_detector(
     except (CatScannerError, OSError) as e:
         fail(str(e))
     except KeyboardInterrupt:
-        kept = f"; the backbone features are kept in {cache} once all of them are computed" if cache else \
-            "; with --cache the backbone features are kept for the next run"
-        fail(f"interrupted: {out} was not written{kept}.", code=130)
+        features = (f"the backbone features are kept in {cache} once all of them are computed" if cache
+                    else "with --cache the backbone features are kept for the next run")
+        fail(f"interrupted: {out} was not written; {features}.", code=130)
     console.print(f"wrote {out}")
 
 
@@ -235,13 +235,14 @@ def evaluate(
     from ..training.evaluate import evaluate_breeds, plot_confusion, save_json
 
     _writable_folder(out)
+    data = data or oxford_root()
     try:
-        m = evaluate_breeds(data or oxford_root(), split, models, tta=tta)
+        m = evaluate_breeds(data, split, models, tta=tta)
     except CatScannerError as e:
         fail(str(e))
     except KeyboardInterrupt:
         fail(f"interrupted: no report was written to {out}.", code=130)
-    name = photo_set_name(data or oxford_root(), split)
+    name = photo_set_name(data, split)
     save_json(m, out / f"breed_metrics_{name}.json")
     png = plot_confusion(m, out / f"confusion_matrix_{name}.png")
     if json_out:

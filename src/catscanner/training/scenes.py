@@ -73,7 +73,6 @@ class Pools:
         if not 0.0 <= turned_dogs <= 1.0:
             raise ValueError(f"turned_dogs must be a share from 0 to 1 (got {turned_dogs})")
         self.split = split
-        # the share of the dog photos a scene uses (background or distractor) turned on their side
         self.turned_dogs = turned_dogs
         root = data_root(data)
         pets = read_split(root / "oxford-iiit-pet", OXFORD_SPLIT[split], species=None)
