@@ -351,7 +351,7 @@ def test_annotate_keeps_photos_that_share_a_name_apart(tmp_path: Path, cat_photo
     r = scan(photos, "--annotate", out)
     assert r.exit_code == 0, r.output
     saved = sorted(out.iterdir())
-    assert len(saved) == 2, saved  # one drawing per photo: the second did not overwrite the first
+    assert [p.name for p in saved] == ["pet.jpg", "pet.png.jpg"]  # one each: the second did not overwrite the first
     sizes = set()
     for path in saved:
         with Image.open(path) as img:
@@ -456,21 +456,66 @@ def test_annotate_never_overwrites_the_photos_it_scans(tmp_path: Path, cat_photo
 
 
 def test_a_drawing_that_cannot_be_saved_is_reported_and_the_scan_goes_on(tmp_path: Path, cat_photo: Path):
-    """A drawing whose flattened name is too long for the file system: that photo's drawing is
-    reported on stderr (exit 1), every photo is still scanned and the other drawings are saved."""
+    """A folder standing where a photo's drawing would go: that photo's drawing is reported on stderr
+    (exit 1), every photo is still scanned and the other drawings are saved."""
     photos = tmp_path / "photos"
-    deep = photos / ("d" * 200)
-    deep.mkdir(parents=True)
-    shutil.copyfile(cat_photo, deep / ("p" * 100 + ".jpg"))  # drawn as d...d__p...p.jpg: over 255 bytes
+    photos.mkdir()
+    shutil.copyfile(cat_photo, photos / "blocked.jpg")
     shutil.copyfile(cat_photo, photos / "ok.jpg")
     out = tmp_path / "drawn"
+    (out / "blocked.jpg").mkdir(parents=True)
     r = scan("--json", photos, "--annotate", out)
     assert r.exit_code == 1
     records = json_records(r.stdout)
     assert len(records) == 2 and all(rec["is_cat"] for rec in records)
     said = " ".join(ANSI.sub("", r.stderr).split())  # rich wraps long lines
-    assert "its drawing was not saved" in said and "File name too long" in said
-    assert [p.name for p in out.iterdir()] == ["ok.jpg"]
+    assert "blocked.jpg: its drawing was not saved" in said and "ok.jpg" not in said
+    assert sorted(p.name for p in out.iterdir()) == ["blocked.jpg", "ok.jpg"] and (out / "blocked.jpg").is_dir()
+
+
+def test_annotate_never_overwrites_a_file_it_did_not_draw(tmp_path: Path, cat_photo: Path, dog_photo: Path):
+    """A user's own photo already in the --annotate folder under a drawing's name was silently replaced by
+    the drawing. It is now left alone and reported (exit 1); an earlier drawing is replaced, so the same
+    command can run again."""
+    photos, out = tmp_path / "photos", tmp_path / "drawn"
+    photos.mkdir()
+    out.mkdir()
+    shutil.copyfile(cat_photo, photos / "pet.jpg")
+    shutil.copyfile(dog_photo, out / "pet.jpg")  # someone's photo, not a drawing
+    theirs = (out / "pet.jpg").read_bytes()
+    r = scan("--json", photos, "--annotate", out)
+    assert r.exit_code == 1 and json_records(r.stdout)[0]["is_cat"] is True
+    said = " ".join(ANSI.sub("", r.stderr).split())
+    assert "is not a Cat Scanner drawing" in said and "Choose an empty --annotate folder" in said, said
+    assert (out / "pet.jpg").read_bytes() == theirs
+    fresh = tmp_path / "fresh"
+    for _ in range(2):  # its own drawing from the first run is replaced by the second
+        r = scan("--json", photos, "--annotate", fresh)
+        assert r.exit_code == 0, r.output
+    assert [p.name for p in fresh.iterdir()] == ["pet.jpg"]
+
+
+def test_annotate_names_tell_which_photo_each_drawing_shows_and_fit_the_file_system(tmp_path: Path, cat_photo: Path):
+    """Drawings were named by the photo's name without its ending (photo.webp -> photo-3.jpg, numbered
+    by what else was in the run), and a deep folder's flattened name went past 255 bytes, so that photo
+    got no drawing. A drawing now keeps the photo's ending, and a long name is shortened with a hash."""
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    deep = photos / ("d" * 120) / ("e" * 120)
+    deep.mkdir(parents=True)
+    with Image.open(cat_photo) as img:
+        for ending in ("png", "webp", "bmp"):
+            img.convert("RGB").save(photos / f"photo.{ending}")
+    shutil.copyfile(cat_photo, photos / "photo.jpg")
+    shutil.copyfile(cat_photo, deep / ("p" * 100 + ".jpg"))
+    out = tmp_path / "drawn"
+    r = scan("--json", photos, "--annotate", out)
+    assert r.exit_code == 0, r.output
+    names = sorted(p.name for p in out.iterdir())
+    assert names[1:] == ["photo.bmp.jpg", "photo.jpg", "photo.png.jpg", "photo.webp.jpg"], names
+    long_one = names[0]
+    assert long_one.startswith("d" * 50) and long_one.endswith(".jpg") and len(long_one.encode()) <= 255
 
 
 def test_a_terminal_without_unicode_gets_the_table_not_a_traceback(dog_photo: Path):
@@ -508,6 +553,23 @@ def test_the_verdict_band_fits_narrow_and_tiny_photos(scanner, cat_photo: Path, 
     drawn = np.asarray(annotate(small, result), dtype=np.int16)
     black = (drawn.max(axis=2) < 8).mean()  # the band is black; the photo has little pure black
     assert black < 0.6, black
+
+
+@pytest.mark.parametrize("size", [(1920, 1080), (4032, 3024), (3024, 4032)])
+def test_the_verdict_band_lists_every_cat_on_large_photos(size: tuple[int, int]):
+    """The band's line spacing grew with the square of the photo's size (413-px lines for a 129-px
+    font at 12 MP), so on an ordinary 1920x1080 or 12 MP photo with three cats it passed half the
+    photo's height and showed only the verdict, not the cats' breeds."""
+    from PIL import Image, ImageDraw
+
+    from catscanner.runtime.annotate import fit_band
+
+    texts = ["3 cats (99%)", "1: Ragdoll 61 %, Birman 27 %, Siamese 8 %", "2: Persian 90 %, Ragdoll 6 %",
+             "3: Bengal 70 %, Egyptian Mau 22 %"]
+    draw = ImageDraw.Draw(Image.new("RGB", size))
+    font, line_h, shown = fit_band(draw, texts, size, max(size) / 500)
+    assert shown == 4
+    assert line_h <= 1.5 * font.size, (line_h, font.size)
 
 
 def test_macos_metadata_files_are_skipped_and_an_empty_folder_names_the_endings(tmp_path: Path, cat_photo: Path):

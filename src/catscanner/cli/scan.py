@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -54,37 +55,74 @@ def display_names(files: list[Path]) -> dict[str, str]:
     return {str(f): os.path.relpath(a, common) for f, a in zip(files, absolute)}
 
 
+MAX_NAME_BYTES = 255  # the longest file name most file systems take (ext4, APFS, NTFS in UTF-16 units)
+DRAWING_MARK = b"Cat Scanner drawing"  # the JPEG comment of every drawing: only these are overwritten
+
+
 def annotated_names(names: Iterable[str]) -> dict[str, str]:
-    """A distinct ``.jpg`` file name for each photo's drawing: ``sub/pet.png`` -> ``sub__pet.jpg``,
-    with ``-2``, ``-3`` ... added when two photos would get the same name."""
+    """A distinct ``.jpg`` file name for each photo's drawing, which tells which photo it shows:
+    ``sub/pet.jpg`` -> ``sub__pet.jpg``, ``sub/pet.png`` -> ``sub__pet.png.jpg``, with ``-2``, ``-3`` ...
+    added when two photos would still get the same name (``pet.jpg`` and ``pet.JPG``). A name too long
+    for the file system keeps its start and end around a hash of the whole."""
     out: dict[str, str] = {}
     taken: set[str] = set()
     for name in names:
-        stem = Path(name).with_suffix("").as_posix().replace("/", "__")
+        flat = Path(name).as_posix().replace("/", "__")
+        stem = flat[:-len(Path(flat).suffix)] if Path(flat).suffix.lower() in (".jpg", ".jpeg") else flat
         candidate, n = f"{stem}.jpg", 1
         while candidate.lower() in taken:
             n += 1
             candidate = f"{stem}-{n}.jpg"
         taken.add(candidate.lower())
-        out[name] = candidate
+        out[name] = _short_enough(candidate)
     return out
+
+
+def _short_enough(name: str) -> str:
+    """``name`` itself when the file system takes it, else its first and last characters around a
+    hash of the whole (``long…name~1a2b3c4d.jpg``), within ``MAX_NAME_BYTES`` bytes of UTF-8."""
+    if len(name.encode("utf-8", "surrogateescape")) <= MAX_NAME_BYTES:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    body, keep = name[:-len(".jpg")], 100  # 100 characters each side: under 255 bytes unless mostly non-ASCII
+    while keep and len(f"{body[:keep]}~{body[-keep:]}~{digest}.jpg".encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        keep -= 10
+    return f"{body[:keep]}~{body[-keep:]}~{digest}.jpg" if keep else f"{digest}.jpg"
+
+
+def _foreign_file(path: Path) -> bool:
+    """True when something other than an earlier drawing stands at ``path``: never overwritten."""
+    from PIL import Image
+
+    if not os.path.lexists(path):
+        return False
+    try:
+        with Image.open(path) as img:
+            return img.info.get("comment") != DRAWING_MARK
+    except (OSError, ValueError, Image.DecompressionBombError):
+        return True
 
 
 def _save_annotated(scanner, results: Iterable[ScanResult], folder: Path, names: dict[str, str],
                     problems: list[str]) -> Iterator[ScanResult]:
     """Pass results through, saving each scanned photo, full size, with its cats drawn on it; a
-    drawing that cannot be made or written is noted in ``problems`` and the scan goes on."""
+    drawing that cannot be made or written, or whose name is taken by a file that is not an earlier
+    drawing, is noted in ``problems`` and the scan goes on."""
     from ..runtime.annotate import annotate
 
     files = annotated_names(names[r] for r in names)
     for r in results:
         if r.ok:
-            out = folder / files[names.get(r.path, r.path)]
+            name = names.get(r.path, r.path)
+            out = folder / files[name]
             try:
-                annotate(scanner.load(r.path, full_size=True), r).save(out, quality=90)
-            except (OSError, CatScannerError) as e:  # e.g. a name too long, or the photo gone since its scan
-                problems.append(f"{names.get(r.path, r.path)}: its drawing was not saved to {out}: "
-                                f"{getattr(e, 'strerror', None) or e}")
+                if _foreign_file(out):
+                    problems.append(f"{name}: its drawing was not saved: {out} is already there and is not a "
+                                    "Cat Scanner drawing, so it was left as it is. Choose an empty --annotate folder.")
+                else:
+                    annotate(scanner.load(r.path, full_size=True), r).save(out, quality=90, comment=DRAWING_MARK)
+            except (OSError, CatScannerError) as e:  # e.g. no space left, or the photo gone since its scan
+                problems.append(f"{name}: its drawing was not saved to {out}: {getattr(e, 'strerror', None) or e}")
         yield r
 
 

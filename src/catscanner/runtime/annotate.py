@@ -78,7 +78,7 @@ def fit_band(draw: ImageDraw.ImageDraw, texts: list[str], size: tuple[int, int],
     font_size = max(MIN_FONT, round(16 * scale))
     while True:
         font = _font(font_size)
-        line_h = font.getbbox("Ag")[3] + max(2, round(4 * scale * font_size / 16))
+        line_h = font.getbbox("Ag")[3] + max(2, round(font_size / 4))  # a quarter of the font between lines
         text_w = max(draw.textlength(t, font=font) for t in texts) + round(12 * scale)
         if text_w <= width or font_size <= MIN_FONT:
             break
