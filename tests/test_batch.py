@@ -368,6 +368,27 @@ def test_nothing_in_a_folder_is_dropped_silently(cat_photo, tmp_path):
     assert set(records) == {"cat.jpg", "pipe.jpg"} and records["pipe.jpg"]["error_code"] == "io_error"
 
 
+def test_a_glob_does_not_follow_a_linked_folder_round_a_loop(cat_photo, tmp_path):
+    """``photos/**/*.jpg`` under a folder holding a link to its parent: glob followed the link round
+    and round and batch scanned one photo 41 times; now a glob, like a folder, skips the link with a
+    warning, and a pattern without ``**`` looks no deeper than it reaches."""
+    from catscanner.batch.sources import expand_sources
+
+    folder = tmp_path / "photos"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "cat.jpg").write_bytes(cat_photo.read_bytes())
+    (folder / "top.jpg").write_bytes(cat_photo.read_bytes())
+    (folder / "sub" / "loop").symlink_to("..", target_is_directory=True)
+    found = expand_sources([str(folder / "**" / "*.jpg")])
+    assert [p.path for p in found.photos] == [str(folder / "sub" / "cat.jpg"), str(folder / "top.jpg")]
+    assert any("loop: a linked folder, not followed" in w for w in found.warnings), found.warnings
+    assert [p.path for p in expand_sources([str(folder / "*.jpg")]).photos] == [str(folder / "top.jpg")]
+    out = tmp_path / "results.jsonl"
+    result = CliRunner().invoke(app, ["batch", str(folder / "**" / "*.jpg"), "--output", str(out), "--threads", "1"])
+    assert result.exit_code == 0, result.output
+    assert sorted(Path(r["path"]).name for r in read_rows(out)) == ["cat.jpg", "top.jpg"]
+
+
 def test_a_list_file_from_notepad_or_in_latin1_names_its_photos(cat_photo, tmp_path):
     """A list saved with a byte-order mark, naming a file whose name is Latin-1 bytes: both photos
     are found (the mark was read as part of the first path; Latin-1 stopped the run)."""

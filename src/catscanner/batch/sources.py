@@ -15,7 +15,6 @@ resume key together with the path.
 
 from __future__ import annotations
 
-import glob
 import os
 import re
 import stat
@@ -131,11 +130,37 @@ def _expand_local(source: str, warnings: list[str]) -> list[Photo]:
             warnings.append(f"{source}: no photos found in this folder (photo files end in {suffix_list()}).")
         return found
     if has_glob(source) and not os.path.exists(source):
-        matches = sorted(m for m in glob.glob(source, recursive=True) if os.path.isfile(m))
+        matches = _glob_local(source, warnings)
         if not matches:
             warnings.append(f"{source}: the pattern matched no files.")
         return [_local_photo(m) for m in matches]
     return [_local_photo(source)]
+
+
+def _glob_local(pattern: str, warnings: list[str]) -> list[str]:
+    """Files matching ``pattern`` (``**`` spans folders), sorted, as :func:`glob.glob` names them, but
+    like :func:`walk_folder` never through a linked folder (``glob`` followed a link to a parent
+    round and round: one photo came out 41 times) and never deeper than the pattern reaches. As with
+    ``glob``, a wildcard does not match a name starting with a dot."""
+    first = _GLOB_CHARS.search(pattern).start()
+    base = pattern[: pattern.rfind("/", 0, first) + 1]
+    rest = pattern[len(base):]
+    regex, depth = glob_regex(rest), None if "**" in rest else rest.count("/")
+    hidden_ok = rest.startswith(".") or "/." in rest
+    matches: list[str] = []
+    for here, dirs, names in os.walk(base or "."):
+        rel = os.path.relpath(here, base or ".")
+        rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+        if depth is not None and rel.count("/") >= depth:
+            dirs.clear()  # the pattern reaches no deeper
+        for d in [d for d in dirs if os.path.islink(os.path.join(here, d))]:
+            dirs.remove(d)
+            warnings.append(f"{os.path.join(here, d)}: a linked folder, not followed (name it on its own to scan it).")
+        dirs[:] = sorted(d for d in dirs if hidden_ok or not d.startswith("."))
+        matches += [os.path.join(here, n) if base else rel + n for n in names
+                    if (hidden_ok or not n.startswith(".")) and regex.match(rel + n)
+                    and os.path.isfile(os.path.join(here, n))]
+    return sorted(matches)
 
 
 @dataclass
