@@ -132,6 +132,6 @@ def test_scan_reports_the_breed_mix_of_a_cat(scanner, oxford_dir):
         assert all(b.percent >= 5 for b in r.breeds) and sum(b.percent for b in r.breeds) <= 100.05
         assert [b.percent for b in r.breeds] == sorted((b.percent for b in r.breeds), reverse=True)
     strict = scanner.scan(persian[0].path, threshold=1.0)  # no share reaches 100 %: the note says why
-    assert strict.is_cat and strict.breeds == [] and "threshold of 100%" in strict.breeds_note
+    assert strict.is_cat and strict.breeds == [] and "threshold of 100 %" in strict.breeds_note
     loose = scanner.scan(persian[0].path, threshold=0.0)
     assert len(loose.breeds) == 12 and abs(sum(b.percent for b in loose.breeds) - 100) < 1

@@ -314,6 +314,40 @@ def test_a_threshold_outside_0_1_is_a_typed_error_before_any_photo_is_read(scann
         list(scanner.scan_many(["/no/such/photo.jpg"], threshold=threshold))  # not hidden behind its io_error
 
 
+def test_settings_of_the_wrong_kind_are_typed_errors_when_given(scanner, cat_photo: Path):
+    """threshold="0.1" raised a bare TypeError from a comparison; Scanner(breed_threshold=5) was accepted
+    and failed at the first scan; Scanner(threads=-1) was accepted (OpenVINO warned, then ONNX Runtime
+    ran); scan_many("photo.jpg") scanned the path letter by letter, one io_error per character. The
+    error classes are importable from ``catscanner``, as the README names them."""
+    from catscanner import BadSettingError, BadThresholdError, Scanner, UnsupportedInputError
+
+    with pytest.raises(BadThresholdError, match="a number from 0 to 1.*'0.1', a str"):
+        scanner.scan(cat_photo, threshold="0.1")
+    with pytest.raises(BadThresholdError, match="breed_threshold must be between 0 and 1"):
+        Scanner(breed_threshold=5)
+    for threads in (-1, 0, 1.5):
+        with pytest.raises(BadSettingError, match="threads must be a whole number of at least 1"):
+            Scanner(threads=threads)
+    with pytest.raises(UnsupportedInputError, match="scan_many takes several photos.*not one str"):
+        list(scanner.scan_many(str(cat_photo)))
+    assert [r.is_cat for r in scanner.scan_many([str(cat_photo)])] == [True]
+    assert scanner.scan(cat_photo, threshold=np.float32(0.5)).ok  # NumPy numbers are numbers
+
+
+def test_limits_are_never_printed_as_if_the_photo_met_them(scanner, cat_photo: Path):
+    """An image just over 50 megapixels said "50.0 megapixels; the limit is 50 megapixels"; a threshold
+    of 0.999 said "No breed reached the threshold of 100%"; an upload of 16.97 MiB printed as 16.973248."""
+    from catscanner.errors import ImageTooLargeError, size_text
+    from catscanner.runtime.decoding import check_size
+
+    with pytest.raises(ImageTooLargeError, match=r"50001x1000 = 50,001,000 pixels; the limit is 50,000,000 pixels"):
+        check_size(50001, 1000, 50_000_000, 32)
+    with pytest.raises(ImageTooLargeError, match=r"= 56.0 megapixels; the limit is 50 megapixels"):
+        check_size(8000, 7000, 50_000_000, 32)
+    assert "threshold of 99.9 %" in scanner.scan(cat_photo, threshold=0.999).breeds_note
+    assert (size_text(17797412), size_text(30000000), size_text(10485761)) == ("16.97 MiB", "28.6 MiB", "10.000001 MiB")
+
+
 def test_a_closed_file_object_fails_alone_in_a_batch(scanner, cat_photo: Path):
     closed = open(cat_photo, "rb")
     closed.close()

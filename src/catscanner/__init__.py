@@ -6,6 +6,8 @@
 """
 
 from .errors import (
+    BadSettingError,
+    BadThresholdError,
     CatScannerError,
     CorruptImageError,
     EmptyImageError,
@@ -24,7 +26,7 @@ from .runtime.schema import Box, BreedShare, Cat, ImageNetLabel, ScanResult, Tim
 
 __version__ = "0.2.0"
 __all__ = [
-    "BREEDS", "Box", "BreedShare", "Cat", "CatScannerError", "CorruptImageError", "EmptyImageError",
+    "BREEDS", "BadSettingError", "BadThresholdError", "Box", "BreedShare", "Cat", "CatScannerError", "CorruptImageError", "EmptyImageError",
     "FileTooLargeError", "ImageError", "ImageNetLabel", "ImageTooLargeError", "ImageTooSmallError", "ModelError",
     "NotAnImageError", "ScanResult", "Scanner", "Timing", "UnreadableFileError", "UnsupportedInputError",
 ]

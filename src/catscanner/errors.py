@@ -61,21 +61,30 @@ class FileTooLargeError(ImageError):
     code = "too_large"
 
 
-class BadThresholdError(CatScannerError, ValueError):
-    """A breed threshold outside 0-1 (also a ValueError, as it was before it had a class)."""
+class BadSettingError(CatScannerError, ValueError):
+    """A setting given to the scanner that cannot work (e.g. ``threads=0``); also a ValueError."""
+
+    code = "bad_setting"
+
+
+class BadThresholdError(BadSettingError):
+    """A breed threshold that is not a number from 0 to 1 (also a ValueError, as it was before it had a class)."""
 
     code = "bad_threshold"
 
 
 def size_text(n: int) -> str:
-    """10485760 -> '10 MiB', 10485761 -> '10.000001 MiB', 30000000 -> '28.6 MiB', 65536 -> '64 KiB',
-    65537 -> '65537 bytes'.
+    """10485760 -> '10 MiB', 10485761 -> '10.000001 MiB', 30000000 -> '28.6 MiB', 17797412 -> '16.97 MiB',
+    65536 -> '64 KiB', 65537 -> '65537 bytes'.
 
     Exact enough that a size just over a limit never prints as the limit itself."""
     if n >= 1024 * 1024:
         mib = n / (1024 * 1024)
-        text = f"{mib:.1f}"
-        if float(text) * 1024 * 1024 != n:  # rounding would hide the difference from the limit
-            text = f"{mib:.6f}".rstrip("0")
-        return text.removesuffix(".0") + " MiB"
+        if n % (1024 * 1024) == 0:
+            return f"{n // (1024 * 1024)} MiB"
+        for digits in range(1, 7):  # the fewest decimals that do not round to a whole number (a limit)
+            text = f"{mib:.{digits}f}"
+            if float(text) != round(mib):
+                break
+        return text + " MiB"
     return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} bytes"

@@ -84,10 +84,8 @@ def decode_image(
     except Image.DecompressionBombError as e:  # Pillow's hard limit (2 x MAX_IMAGE_PIXELS), before ours
         limit = min(max_pixels, 2 * (Image.MAX_IMAGE_PIXELS or max_pixels))
         found = re.search(r"\((\d+) pixels\)", str(e))  # "Image size (900000000 pixels) exceeds limit of ..."
-        size = f"{int(found.group(1)) / 1e6:.1f} megapixels" if found else "too many pixels to decode safely"
-        raise ImageTooLargeError(
-            f"The image is {size}; the limit is {limit / 1e6:.0f} megapixels. Resize it and try again."
-        ) from None
+        size, limit_text = pixels_text(int(found.group(1)) if found else None, limit)
+        raise ImageTooLargeError(f"The image is {size}; the limit is {limit_text}. Resize it and try again.") from None
     except UnidentifiedImageError:
         if _is_heif(data) and not HEIF_READABLE:
             raise NotAnImageError(f"This is a HEIC/HEIF photo; reading it needs the optional pillow-heif: "
@@ -203,13 +201,21 @@ def file_kind(mode: int) -> str:
     return "special file"
 
 
+def pixels_text(n: int | None, limit: int) -> tuple[str, str]:
+    """(size, limit) for a message: in megapixels ("50.1 megapixels", "50 megapixels") unless the size
+    would read as the limit itself (50,000,100 pixels is "50.0 megapixels"): then in pixels."""
+    if n is None:
+        return "too many pixels to decode safely", f"{limit / 1e6:g} megapixels"
+    if round(n / 1e6, 1) > limit / 1e6:
+        return f"{n / 1e6:.1f} megapixels", f"{limit / 1e6:g} megapixels"
+    return f"{n:,} pixels", f"{limit:,} pixels"
+
+
 def check_size(w: int, h: int, max_pixels: int, min_side: int) -> None:
     """Raise when a ``w`` x ``h`` image is outside the limits Cat Scanner accepts."""
     if w * h > max_pixels:
-        raise ImageTooLargeError(
-            f"The image is {w}x{h} = {w * h / 1e6:.1f} megapixels; the limit is "
-            f"{max_pixels / 1e6:.0f} megapixels. Resize it and try again."
-        )
+        size, limit_text = pixels_text(w * h, max_pixels)
+        raise ImageTooLargeError(f"The image is {w}x{h} = {size}; the limit is {limit_text}. Resize it and try again.")
     if min(w, h) < min_side:
         raise ImageTooSmallError(
             f"The image is {w}x{h} pixels; at least {min_side} px on each side is needed "

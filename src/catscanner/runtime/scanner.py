@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..errors import (BadThresholdError, CatScannerError, FileTooLargeError, UnreadableFileError,
+from ..errors import (BadSettingError, BadThresholdError, CatScannerError, FileTooLargeError, UnreadableFileError,
                       UnsupportedInputError, size_text)
 from .breeds import DEFAULT_BREED_THRESHOLD, BreedClassifier, breed_mix
 from .contract import ModelFiles
@@ -59,7 +59,11 @@ class Scanner:
                  runtime: str | None = AUTO, precision: str | None = AUTO,
                  breed_threshold: float = DEFAULT_BREED_THRESHOLD, max_pixels: int = DEFAULT_MAX_PIXELS,
                  min_side: int = DEFAULT_MIN_SIDE, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise BadSettingError(f"threads must be a whole number of at least 1 (got {threads!r}); "
+                                  "leave it out to use every core.")
         threads = threads or os.cpu_count() or 1
+        _check_threshold(breed_threshold, "breed_threshold")  # now, not at the first scan
         files = ModelFiles.resolve(model_dir)
         self.models = files
         # "auto" runs the detector in f32 even where bf16 is native: in bf16 its boxes move too far
@@ -120,6 +124,9 @@ class Scanner:
         """Scan photos in batches, yielding one result per input in input order; a photo that
         fails yields a result with ``error`` set and the batch goes on."""
         threshold = self._threshold(threshold)  # before any photo: a bad threshold is the caller's error
+        if isinstance(images, (str, Path, bytes, bytearray, memoryview, io.IOBase, Image.Image, np.ndarray)):
+            raise UnsupportedInputError(f"scan_many takes several photos (a list, or any iterable), not one "
+                                        f"{type(images).__name__}: use scan() for one photo, or pass [photo].")
         pending: list[ScanResult | tuple[Image.Image, str | None, float]] = []
         n_images = 0
         for image in images:
@@ -143,10 +150,7 @@ class Scanner:
 
     def _threshold(self, threshold: float | None) -> float:
         """The breed threshold to use: ``threshold``, or the scanner's when None."""
-        threshold = self.breed_threshold if threshold is None else threshold
-        if not 0.0 <= threshold <= 1.0:  # also refuses NaN
-            raise BadThresholdError(f"threshold must be between 0 and 1 (got {threshold}); 0.05 means 5 %.")
-        return threshold
+        return _check_threshold(self.breed_threshold if threshold is None else threshold, "threshold")
 
     def _scan_images(self, imgs, sources, decode_ms, threshold: float) -> list[ScanResult]:
         sizes = [img.info.get(SOURCE_SIZE, img.size) for img in imgs]  # the photos' sizes, not the drafts'
@@ -212,6 +216,16 @@ def _box_in(img: Image.Image, box: tuple[float, float, float, float], size: tupl
     return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
 
 
+def _check_threshold(threshold: Any, name: str) -> float:
+    """``threshold`` when it is a number from 0 to 1, else a BadThresholdError naming ``name``."""
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, float, np.integer, np.floating)):
+        raise BadThresholdError(f"{name} must be a number from 0 to 1 (got {threshold!r}, a "
+                                f"{type(threshold).__name__}); 0.05 means 5 %.")
+    if not 0.0 <= threshold <= 1.0:  # also refuses NaN
+        raise BadThresholdError(f"{name} must be between 0 and 1 (got {threshold}); 0.05 means 5 %.")
+    return float(threshold)
+
+
 def _note(det: Detection, has_breed_model: bool, threshold: float) -> str:
     """Why a result lists no breeds (for the most confident cat, or for the photo)."""
     if det.wild_cat:
@@ -220,4 +234,4 @@ def _note(det: Detection, has_breed_model: bool, threshold: float) -> str:
         return f"No cat detected (cat probability {det.best_probability:.0%}), so no breeds are reported."
     if not has_breed_model:
         return "No breed model is installed."
-    return f"No breed reached the threshold of {threshold:.0%}: lower it to see the mix."
+    return f"No breed reached the threshold of {threshold * 100:g} %: lower it to see the mix."
