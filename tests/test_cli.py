@@ -368,6 +368,12 @@ def test_annotate_into_an_unwritable_place_is_a_usage_error(tmp_path: Path, cat_
     assert "Traceback" not in r.output and r.stdout == ""
 
 
+def test_standard_input_is_refused_by_name(cat_photo: Path):
+    """``catscan scan -`` said "Could not read -: No such file or directory", as if "-" were a file."""
+    r = scan("-")
+    assert r.exit_code == 2 and "does not read a photo from standard input" in " ".join(r.stderr.split())
+
+
 def test_absurd_thread_count_is_a_usage_error(cat_photo: Path):
     result = runner.invoke(app, ["scan", "--threads", "100000", str(cat_photo)], env={"COLUMNS": "80"})
     assert result.exit_code == 2, result.output

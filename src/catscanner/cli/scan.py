@@ -32,6 +32,8 @@ def expand_paths(paths: list[Path]) -> tuple[list[Path], list[ScanResult], list[
     failures: list[ScanResult] = []
     warnings: list[str] = []
     for p in paths:
+        if str(p) == "-":
+            fail("catscan scan does not read a photo from standard input: save it to a file and give its path.")
         if p.is_dir():
             listing = walk_folder(str(p))
             files += [Path(path) for path, _ in listing.files]
