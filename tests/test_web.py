@@ -10,6 +10,7 @@ Idle uploads against a real server are in test_idle_uploads.py.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import io
 import re
 import struct
@@ -276,6 +277,24 @@ def test_missing_file_field(client: TestClient, cat_bytes: bytes) -> None:
     assert "'file'" in assert_error(r, 422, "missing_file")
     r = client.post("/api/v1/scan", data={"note": "no photo here"}, files={"other": ("x", b"1")})
     assert_error(r, 422, "missing_file")
+
+
+def test_common_client_mistakes_are_named_with_the_way_to_send_a_photo(client: TestClient, cat_bytes: bytes,
+                                                                         dog_bytes: bytes) -> None:
+    """Two photos in one form: only the first was scanned, the second dropped unsaid. ``curl -d @cat.jpg``
+    (a URL-encoded form: curl strips the newlines) was called a broken photo, and a gzip body "not an
+    image format"; each now says what to do."""
+    r = client.post("/api/v1/scan", files=[("file", ("a.jpg", cat_bytes, "image/jpeg")),
+                                           ("file", ("b.jpg", dog_bytes, "image/jpeg"))])
+    assert "one photo per request" in assert_error(r, 422, "several_files")
+    r = client.post("/api/v1/scan", content=cat_bytes.replace(b"\n", b""),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert "--data-binary @cat.jpg" in assert_error(r, 415, "unsupported_form")
+    r = client.post("/api/v1/scan", content=gzip.compress(cat_bytes), headers={"Content-Encoding": "gzip"})
+    assert "send the photo's bytes as they are" in assert_error(r, 415, "unsupported_encoding")
+    # a form with the photo and other fields is still one photo
+    r = client.post("/api/v1/scan", data={"note": "hi"}, files={"file": ("cat.jpg", cat_bytes, "image/jpeg")})
+    assert r.status_code == 200 and r.json()["is_cat"] is True
 
 
 def test_broken_multipart(client: TestClient, cat_bytes: bytes) -> None:

@@ -45,9 +45,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     408: {"model": ErrorResponse, "description": "The upload stalled or took too long (`upload_timeout`); "
                                                   "the limits are in the operation's description."},
     413: {"model": ErrorResponse, "description": "The upload is larger than the server's limit."},
-    415: {"model": ErrorResponse, "description": "The upload is not an image (judged by its content)."},
+    415: {"model": ErrorResponse, "description": "The upload is not an image (judged by its content), is "
+                                                  "compressed (`unsupported_encoding`), or is a URL-encoded form "
+                                                  "(`unsupported_form`)."},
     422: {"model": ErrorResponse, "description": "Empty, corrupt, too small or too large image, "
-                                                  "missing `file` field, or a bad `threshold`."},
+                                                  "missing `file` field, more than one (`several_files`: one photo "
+                                                  "per request), or a bad `threshold`."},
     503: {"model": ErrorResponse, "headers": RETRY_AFTER,
           "description": "Busy (too many uploads or photos in progress: `busy`), the models are still loading "
                          "(`loading`), or they failed to load (`models_unavailable`). Retry after the "

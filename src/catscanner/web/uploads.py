@@ -110,7 +110,11 @@ class _MultipartImage:
         disposition = self._disposition.decode("latin-1")
         _, options = parse_options_header(disposition)
         name = options.get(b"name", b"").decode("utf-8", "replace")
-        self._reading = name == self.field and self.data is None  # the first `file` part only
+        if name == self.field and self.data is not None:  # the second photo would be dropped unseen
+            raise ApiError(422, "several_files", f"This upload holds more than one '{self.field}' part; the API "
+                                                 "scans one photo per request. Send each photo in its own request "
+                                                 "(for a folder of photos, use catscan batch).")
+        self._reading = name == self.field
         if self._reading:
             self.data = bytearray()
             self.filename = _filename(options, disposition)
@@ -156,6 +160,14 @@ async def read_upload(request: Request, limits: UploadLimits) -> Upload:
     """
     max_bytes = limits.max_bytes
     media_type, params = parse_options_header(request.headers.get("content-type"))
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise ApiError(415, "unsupported_encoding", f"The upload is compressed (Content-Encoding: {encoding}); "
+                                                    "send the photo's bytes as they are (photos are compressed already).")
+    if media_type == b"application/x-www-form-urlencoded":  # curl -d, or requests' data={...}: the bytes are mangled
+        raise ApiError(415, "unsupported_form", "A URL-encoded form cannot carry a photo. Send it as multipart form "
+                                                f"field '{UPLOAD_FIELD}' (curl -F {UPLOAD_FIELD}=@cat.jpg) or as the raw "
+                                                "request body (curl --data-binary @cat.jpg).")
     multipart = media_type == b"multipart/form-data"
     body_limit = max_bytes + MULTIPART_OVERHEAD if multipart else max_bytes
 
