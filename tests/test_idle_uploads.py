@@ -14,6 +14,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,14 @@ class LiveServer:
 
 @pytest.fixture
 def live_server(scanner) -> Iterator[LiveServer]:
-    settings = Settings(idle_timeout=IDLE_TIMEOUT, max_uploads=32, threads=1)
-    app = create_app(settings, scanner_factory=lambda: scanner)
+    with serve(create_app(Settings(idle_timeout=IDLE_TIMEOUT, max_uploads=32, threads=1),
+                          scanner_factory=lambda: scanner)) as live:
+        yield live
+
+
+@contextmanager
+def serve(app: FastAPI) -> Iterator[LiveServer]:
+    """``app`` in uvicorn on a free localhost port, in a background thread, until the block ends."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))  # a free port, held from here on (no race with other processes)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
@@ -128,3 +135,50 @@ def test_idle_uploads_do_not_shut_out_real_scans(live_server: LiveServer, oxford
         assert time.monotonic() < deadline, (slots._used, live_server.app.state.pool.admitted)
         time.sleep(0.01)
     assert httpx.post(f"{live_server.url}/api/v1/scan", content=photo, timeout=30).json()["is_cat"] is True
+
+
+def test_trickling_uploads_are_cut_off_and_do_not_shut_out_real_scans(scanner, oxford_images: Path) -> None:
+    """Four clients (as many as the upload slots) each send a byte every half second, never idle for
+    the idle timeout: they held every upload slot for the whole 60 s deadline, and every real scan got
+    503 "receiving 4 uploads already". Now an upload slower than the minimum rate on average, once
+    the idle timeout has passed, is cut off (408), and the real scan waiting at the door goes through."""
+    settings = Settings(idle_timeout=IDLE_TIMEOUT, max_uploads=4, threads=1, admission_wait=6.0)
+    photo = (oxford_images / "Persian_10.jpg").read_bytes()
+    request_head = (b"POST /api/v1/scan HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: image/jpeg\r\n"
+                    b"Content-Length: 100000\r\n\r\n")
+    with serve(create_app(settings, scanner_factory=lambda: scanner)) as live:
+        slow: list[socket.socket] = []
+        stop = threading.Event()
+
+        def trickle() -> None:
+            while not stop.wait(0.5):
+                for s in slow:
+                    try:
+                        s.sendall(b"x")
+                    except OSError:  # cut off by the server
+                        pass
+
+        sender = threading.Thread(target=trickle, daemon=True)
+        try:
+            for _ in range(4):
+                s = socket.create_connection(("127.0.0.1", live.port), timeout=30)
+                s.sendall(request_head)
+                slow.append(s)
+            sender.start()
+            opened = time.monotonic()
+            slots = live.app.state.upload_slots
+            while slots._used < 4:
+                assert time.monotonic() - opened < IDLE_TIMEOUT / 2, f"only {slots._used} uploads reached the app"
+                time.sleep(0.01)
+            r = httpx.post(f"{live.url}/api/v1/scan", files={"file": ("Persian_10.jpg", photo, "image/jpeg")},
+                           timeout=30)
+            assert r.status_code == 200, r.text  # was 503 busy: the trickles held every slot for 60 s
+            assert r.json()["breeds"][0]["breed"] == "Persian"
+            for s in slow:
+                status, error, arrived = read_response(s)
+                assert status == 408 and "came slower than 8 KiB/s" in error["error"]["message"], error
+                assert IDLE_TIMEOUT - 0.25 <= arrived - opened < IDLE_TIMEOUT + 3
+        finally:
+            stop.set()
+            for s in slow:
+                s.close()

@@ -683,11 +683,12 @@ def test_healthz_ok(client: TestClient) -> None:
 def test_the_api_docs_state_this_servers_limits(scanner: Scanner) -> None:
     """The limits are settings: the OpenAPI schema says the ones this server enforces (it said 10 MiB
     and 10 s / 60 s whatever the settings)."""
-    app = create_app(Settings(threads=1, max_upload_bytes=50 * 2**20, idle_timeout=3, upload_deadline=20),
-                     scanner_factory=lambda: scanner)
+    app = create_app(Settings(threads=1, max_upload_bytes=50 * 2**20, idle_timeout=3, upload_deadline=20,
+                              min_upload_rate=4096), scanner_factory=lambda: scanner)
     op = app.openapi()["paths"]["/api/v1/scan"]["post"]
     assert "at most 50 MiB" in op["description"] and "nothing for 3 s" in op["description"]
-    assert op["responses"]["408"]["description"].startswith("The upload sent nothing for 3 s or took longer than 20 s")
+    assert op["responses"]["408"]["description"].startswith(
+        "The upload sent nothing for 3 s, came slower than 4 KiB/s, or took longer than 20 s")
     assert op["responses"]["413"]["description"].endswith("limit, 50 MiB.")
     default = create_app(Settings(threads=1), scanner_factory=lambda: scanner).openapi()["paths"]["/api/v1/scan"]["post"]
     assert "at most 10 MiB" in default["description"]

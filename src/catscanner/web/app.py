@@ -212,6 +212,7 @@ def create_app(settings: Settings | None = None, *, scanner_factory: Callable[[]
             app.openapi_schema = describe_limits(
                 base_openapi(), SCAN_PATH, max_upload_bytes=settings.max_upload_bytes,
                 idle_timeout=settings.idle_timeout, upload_deadline=settings.upload_deadline,
+                min_upload_rate=settings.min_upload_rate,
                 min_side=DEFAULT_MIN_SIDE, max_pixels=DEFAULT_MAX_PIXELS)
         return app.openapi_schema
 

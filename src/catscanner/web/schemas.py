@@ -84,15 +84,17 @@ SCAN_REQUEST_BODY: dict[str, Any] = {
 
 
 def describe_limits(schema: dict, scan_path: str, *, max_upload_bytes: int, idle_timeout: float,
-                    upload_deadline: float, min_side: int, max_pixels: int) -> dict:
+                    upload_deadline: float, min_upload_rate: float, min_side: int, max_pixels: int) -> dict:
     """Write this server's limits into its OpenAPI ``schema`` (they are settings, not constants):
     the scan operation's description and its 408 and 413 answers."""
     op = schema["paths"][scan_path]["post"]
     limits = (f"Limits of this server: at most {size_text(max_upload_bytes)} and {max_pixels / 1e6:g} megapixels, "
-              f"at least {min_side} px a side; an upload that sends nothing for {idle_timeout:g} s or takes longer "
-              f"than {upload_deadline:g} s in all is cut off (408).")
+              f"at least {min_side} px a side; an upload that sends nothing for {idle_timeout:g} s, comes slower "
+              f"than {min_upload_rate / 1024:g} KiB/s on average after that, or takes longer than {upload_deadline:g} s "
+              "in all is cut off (408).")
     op["description"] = f"{op.get('description', '').rstrip()}\n\n{limits}"
-    op["responses"]["408"]["description"] = (f"The upload sent nothing for {idle_timeout:g} s or took longer than "
+    op["responses"]["408"]["description"] = (f"The upload sent nothing for {idle_timeout:g} s, came slower than "
+                                             f"{min_upload_rate / 1024:g} KiB/s, or took longer than "
                                              f"{upload_deadline:g} s (`upload_timeout`).")
     op["responses"]["413"]["description"] = f"The upload is larger than this server's limit, {size_text(max_upload_bytes)}."
     return schema

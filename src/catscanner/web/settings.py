@@ -13,6 +13,7 @@ DEFAULT_MAX_QUEUE = 16
 DEFAULT_MAX_UPLOADS = 32
 DEFAULT_IDLE_TIMEOUT = 10.0
 DEFAULT_UPLOAD_DEADLINE = 60.0
+DEFAULT_MIN_UPLOAD_RATE = 8 * 1024  # bytes a second, on average, after the first idle_timeout seconds
 DEFAULT_ADMISSION_WAIT = 2.0  # seconds a scan request may wait at the door for room before its 503
 
 
@@ -42,6 +43,7 @@ class Settings:
     max_uploads: int = DEFAULT_MAX_UPLOADS
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     upload_deadline: float = DEFAULT_UPLOAD_DEADLINE
+    min_upload_rate: float = DEFAULT_MIN_UPLOAD_RATE  # 0: no minimum
     admission_wait: float = DEFAULT_ADMISSION_WAIT  # 0: answer 503 at once when there is no room
     runtime: str | None = None  # inference runtime and precision; None: "auto", which reads CATSCAN_RUNTIME
     precision: str | None = None  # ... and CATSCAN_PRECISION (see catscanner.runtime.engine)
@@ -61,4 +63,4 @@ class Settings:
 
     @property
     def upload_limits(self) -> UploadLimits:
-        return UploadLimits(self.max_upload_bytes, self.idle_timeout, self.upload_deadline)
+        return UploadLimits(self.max_upload_bytes, self.idle_timeout, self.upload_deadline, self.min_upload_rate)

@@ -34,6 +34,7 @@ class UploadLimits:
     max_bytes: int  # the photo itself
     idle_timeout: float  # seconds without a byte arriving before the upload is dropped
     deadline: float  # seconds for the whole body
+    min_rate: float = 0.0  # bytes a second, on average, once ``idle_timeout`` seconds have passed (0: none)
 
 
 def _timed_out(limits: UploadLimits, what: str) -> ApiError:
@@ -43,22 +44,34 @@ def _timed_out(limits: UploadLimits, what: str) -> ApiError:
 
 async def _limited_chunks(request: Request, limits: UploadLimits, body_limit: int) -> AsyncIterator[bytes]:
     """The request body chunk by chunk; 413 as soon as more than ``body_limit`` bytes arrived, 408
-    when no byte arrives for ``idle_timeout`` seconds or the body takes longer than ``deadline``."""
+    when no byte arrives for ``idle_timeout`` seconds, when after that long fewer than ``min_rate``
+    bytes a second have come on average (a byte every few seconds held an upload slot for the whole
+    deadline: 32 such clients shut out every scan), or when the body takes longer than ``deadline``."""
     received = 0
-    end = time.monotonic() + limits.deadline
+    start = time.monotonic()
+    end = start + limits.deadline
     stream = request.stream().__aiter__()
+
+    def too_slow_at() -> float:  # when the average rate falls under min_rate, unless more arrives
+        return start + max(limits.idle_timeout, received / limits.min_rate) if limits.min_rate else end
+
     try:
         while True:
-            left = end - time.monotonic()
-            if left <= 0:
+            now = time.monotonic()
+            if now >= end:
                 raise _timed_out(limits, f"took longer than {limits.deadline:.0f} s")
+            if now >= too_slow_at():
+                raise _timed_out(limits, f"came slower than {limits.min_rate / 1024:g} KiB/s")
             try:
-                chunk = await asyncio.wait_for(anext(stream), min(limits.idle_timeout, left))
+                chunk = await asyncio.wait_for(anext(stream), min(limits.idle_timeout, end - now, too_slow_at() - now))
             except StopAsyncIteration:
                 return
             except TimeoutError:
-                if time.monotonic() >= end:
+                now = time.monotonic()
+                if now >= end:
                     raise _timed_out(limits, f"took longer than {limits.deadline:.0f} s") from None
+                if now >= too_slow_at() and received:
+                    raise _timed_out(limits, f"came slower than {limits.min_rate / 1024:g} KiB/s") from None
                 raise _timed_out(limits, f"sent nothing for {limits.idle_timeout:.0f} s") from None
             received += len(chunk)
             if received > body_limit:
