@@ -240,6 +240,45 @@ def test_non_image_shows_the_api_error(page: Page, server: str, artifact_dir: Pa
     pg.screenshot(path=str(artifact_dir / "web-error.png"), full_page=True)
 
 
+def test_a_photo_the_browser_shows_unturned_gets_no_misplaced_boxes(page: Page, server: str, oxford_images: Path,
+                                                                     artifact_dir: Path) -> None:
+    """A WebP with EXIF orientation 6: the server scans it upright (375x500 turned to 500x375 and back),
+    but Chromium shows WebP without turning it, and the box was drawn as shares of the wrong shape,
+    across the cat. Where the preview's shape is not the scanned photo's, the boxes are hidden and a
+    note says why; the cat is still listed."""
+    import io
+
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    with Image.open(oxford_images / CAT_PHOTO) as img:
+        turned = img.convert("RGB").transpose(Image.Transpose.ROTATE_90)  # stored on its side ...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... with the tag that says "turn me 90 degrees clockwise"
+    buf = io.BytesIO()
+    turned.save(buf, "WEBP", exif=exif.tobytes(), quality=90)
+    api = api_scan(server, "turned.webp", buf.getvalue(), "image/webp").json()
+    assert api["is_cat"] is True and (api["width"], api["height"]) == turned.size[::-1]
+
+    pg = page.page
+    pg.set_input_files("#file", files=[{"name": "turned.webp", "mimeType": "image/webp", "buffer": buf.getvalue()}])
+    expect(pg.locator("[data-testid=cat]")).to_have_count(1)
+    pg.wait_for_function("document.getElementById('preview').complete")
+    natural = pg.evaluate("[document.getElementById('preview').naturalWidth, document.getElementById('preview').naturalHeight]")
+    if tuple(natural) == turned.size:  # shown unturned, as Chromium does for WebP
+        expect(pg.locator("#boxes [data-testid=box]")).to_be_hidden()
+        expect(pg.locator("#preview-note")).to_contain_text("shows the photo turned")
+    else:  # a browser that turns it shows the boxes on it
+        assert tuple(natural) == (api["width"], api["height"])
+        expect(pg.locator("#boxes [data-testid=box]")).to_be_visible()
+        expect(pg.locator("#preview-note")).to_be_hidden()
+    pg.screenshot(path=str(artifact_dir / "web-turned-webp.png"), full_page=True)
+
+    pg.set_input_files("#file", str(oxford_images / CAT_PHOTO))  # the next photo gets its boxes back
+    expect(pg.locator("#boxes [data-testid=box]")).to_be_visible()
+    expect(pg.locator("#preview-note")).to_be_hidden()
+
+
 def test_drop_and_paste(page: Page, server: str, oxford_images: Path) -> None:
     """A dog photo dropped on the page, then a cat photo pasted: each replaces the last result."""
     pg = page.page

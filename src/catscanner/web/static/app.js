@@ -38,6 +38,8 @@
     els.frame.hidden = false;
     els.previewNote.hidden = true;
     els.boxes.replaceChildren();
+    els.boxes.hidden = false;
+    shown = null;
     els.report.hidden = true;
     els.preview.src = previewUrl;
     els.result.hidden = false;
@@ -47,8 +49,27 @@
   // Formats the browser cannot display (e.g. TIFF) still get scanned; only the preview is missing.
   els.preview.addEventListener("error", () => {
     els.frame.hidden = true;
+    els.previewNote.textContent = "This browser cannot show a preview of this file.";
     els.previewNote.hidden = false;
   });
+
+  // The server scans the photo upright (it applies the EXIF orientation); a browser may show it
+  // unturned (Chromium does for WebP). Boxes drawn on a preview of another shape would miss the cats,
+  // so they are hidden there and the note says why; the list below still names every cat.
+  let shown = null;  // the result on screen
+  function previewTurned(result) {
+    const w = els.preview.naturalWidth, h = els.preview.naturalHeight;
+    if (!w || !h || !result.width || !result.height) return false;  // not loaded yet: asked again on load
+    return Math.abs(Math.log((w / h) / (result.width / result.height))) > 0.05;
+  }
+  function checkPreviewShape() {
+    if (!shown || !previewTurned(shown)) return;
+    els.boxes.hidden = true;
+    els.previewNote.textContent = "This browser shows the photo turned (it ignores the photo's orientation " +
+      "tag), so the boxes are not drawn on it; every cat is listed below.";
+    els.previewNote.hidden = false;
+  }
+  els.preview.addEventListener("load", checkPreviewShape);
 
   // Tapping a cat in the list (or its box) highlights both; tapping again clears it.
   function highlight(index) {
@@ -146,6 +167,8 @@
       ? `This looks like a ${result.wild_cat}: a wild cat, so no house-cat breeds are given.` : "";
     els.wild.hidden = !result.wild_cat;
     drawBoxes(result);
+    shown = result;
+    checkPreviewShape();
 
     els.cats.replaceChildren(...result.cats.map((cat, i) => catItem(cat, i, n)));
     const note = result.breeds_note || "";  // the server says why there are no breeds
