@@ -367,6 +367,9 @@ def test_any_cut_of_a_file_is_rgb_or_an_image_error(photo: Image.Image, fmt: str
     for n in (1, 3, 7, 16, 33, 100, 1000, len(data) // 2, len(data) - 16):
         try:
             img = decode_image(data[:n])
+        except CorruptImageError as e:  # says what to do: a cut WebP said only "(OSError: could not create decoder object)."
+            assert "Re-export or re-download the photo" in str(e), (n, str(e))
+            continue
         except ImageError:
             continue
         assert_rgb(img, photo.size)  # the cut only lost trailing metadata

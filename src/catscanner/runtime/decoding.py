@@ -100,7 +100,8 @@ def decode_image(
             f"({FORMAT_NAMES})."
         ) from None
     except Exception as e:  # Pillow plugins raise many types (struct.error, IndexError, ...)
-        raise CorruptImageError(f"The image header is corrupt ({type(e).__name__}: {e}).") from None
+        raise CorruptImageError(f"The image header is corrupt ({type(e).__name__}: {e}). "
+                                "Re-export or re-download the photo.") from None
     if img.format not in SUPPORTED_FORMATS:
         raise NotAnImageError(
             f"{img.format} images are not supported: use {FORMAT_NAMES}."
@@ -230,7 +231,8 @@ def from_pil(img: Image.Image, *, max_pixels: int = DEFAULT_MAX_PIXELS, min_side
         upright = ImageOps.exif_transpose(img)
         rgb = _to_rgb(upright)
     except Exception as e:  # a mode or EXIF block Pillow cannot convert
-        raise CorruptImageError(f"The image (mode {img.mode}) could not be converted to RGB ({e}).") from None
+        raise CorruptImageError(f"The image (mode {img.mode}) could not be converted to RGB ({e}). "
+                                "Save it as an ordinary RGB JPEG or PNG and try again.") from None
     if rgb is img:
         rgb = img.copy()  # never write into the caller's image
     rgb.info[SOURCE_SIZE] = rgb.size
