@@ -374,6 +374,19 @@ def test_standard_input_is_refused_by_name(cat_photo: Path):
     assert r.exit_code == 2 and "does not read a photo from standard input" in " ".join(r.stderr.split())
 
 
+def test_a_photo_named_twice_is_scanned_once(tmp_path: Path, cat_photo: Path):
+    """``catscan scan f/cat.jpg f/ ./f/cat.jpg`` gave three rows for one photo; ``catscan batch`` one."""
+    (tmp_path / "f").mkdir()
+    shutil.copyfile(cat_photo, tmp_path / "f" / "cat.jpg")
+    os.mkfifo(tmp_path / "f" / "pipe.jpg")
+    photo = tmp_path / "f" / "cat.jpg"
+    r = scan("--json", photo, tmp_path / "f", tmp_path / "f" / "." / "cat.jpg")
+    records = json_records(r.stdout)
+    assert [rec["path"] for rec in records if rec["error"] is None] == [str(photo)]
+    r = scan(tmp_path / "f", columns=200)  # the pipe's row is named like the others, not by its full path
+    assert re.search(r"│ pipe\.jpg +│ error", ANSI.sub("", r.stdout)), r.stdout
+
+
 def test_absurd_thread_count_is_a_usage_error(cat_photo: Path):
     result = runner.invoke(app, ["scan", "--threads", "100000", str(cat_photo)], env={"COLUMNS": "80"})
     assert result.exit_code == 2, result.output

@@ -26,7 +26,8 @@ ThreadsOption = Annotated[Optional[int], typer.Option(help="CPU threads for infe
                                                       min=1, max=MAX_THREADS)]
 def expand_paths(paths: list[Path]) -> tuple[list[Path], list[ScanResult], list[str]]:
     """(photo files, failures, warnings): files as given; folders walked recursively for image files
-    (sorted). A folder that cannot be listed, or a photo name that is not a regular file, is a
+    (sorted); a photo named twice (also through its folder) once, where first named, as ``catscan
+    batch`` does. A folder that cannot be listed, or a photo name that is not a regular file, is a
     failure, not silently skipped."""
     files: list[Path] = []
     failures: list[ScanResult] = []
@@ -41,7 +42,9 @@ def expand_paths(paths: list[Path]) -> tuple[list[Path], list[ScanResult], list[
             warnings += listing.warnings
         else:
             files.append(p)  # unreadable or missing files are reported by the scan itself
-    return files, failures, warnings
+    seen: set[str] = set()
+    once = [f for f in files if not (os.path.abspath(f) in seen or seen.add(os.path.abspath(f)))]
+    return once, failures, warnings
 
 
 def display_names(files: list[Path]) -> dict[str, str]:
@@ -197,7 +200,7 @@ def scan(
     show_bar = len(files) > 1 and err_console.is_terminal and not (json_lines and console.is_terminal)
     results: Iterable[ScanResult] = progress_bar(scanner.scan_many(files, threshold=threshold, batch_size=batch_size),
                                                  desc="scanning", total=len(files), enabled=show_bar, transient=True)
-    names = display_names(files)
+    names = display_names([*files, *(Path(f.path) for f in failures)])
     drawing_problems: list[str] = []
     if annotate:
         results = _save_annotated(scanner, results, annotate, names, drawing_problems)
