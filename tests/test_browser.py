@@ -212,6 +212,18 @@ def test_two_cats_get_two_boxes_and_tapping_a_cat_highlights_its_box(page: Page,
     boxes = pg.locator("#boxes [data-testid=box]")
     for n, cat in enumerate(api["cats"]):  # each box carries its number and its cat's top breed
         expect(boxes.nth(n)).to_contain_text(f"{n + 1}: {cat['breeds'][0]['breed']}")
+    # Every breed bar has the same track (each row was its own grid: a long name shortened its bar,
+    # so 35 % of one cat's bar was not 35 % of another's), and each box label is one line inside the photo.
+    pg.wait_for_function("document.getElementById('preview').complete")
+    tracks = {(round(b["x"]), round(b["width"])) for b in
+              (bar.bounding_box() for bar in pg.locator("#cats .breed-bar").all())}
+    assert len(tracks) == 1, tracks
+    img = pg.locator("#preview").bounding_box()
+    line = pg.evaluate("parseFloat(getComputedStyle(document.querySelector('.box-label')).lineHeight)")
+    for label in pg.locator("#boxes .box-label").all():
+        lb = label.bounding_box()
+        assert lb["height"] < 2 * line and lb["y"] >= img["y"] - 1, (lb, img)
+        assert lb["x"] >= img["x"] - 4 and lb["x"] + lb["width"] <= img["x"] + img["width"] + 4, (lb, img)
     second = pg.locator("#cats [data-testid=cat]").nth(1)
     second.locator(".cat-head").click()
     expect(second).to_have_class("cat highlight")

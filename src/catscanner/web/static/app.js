@@ -91,6 +91,8 @@
       box.style.top = `${(100 * b.top) / result.height}%`;
       box.style.width = `${(100 * (b.right - b.left)) / result.width}%`;
       box.style.height = `${(100 * (b.bottom - b.top)) / result.height}%`;
+      if (b.top < 0.08 * result.height) box.dataset.label = "inside";  // no room above it in the photo
+      if (b.right > 0.8 * result.width) box.dataset.side = "right";  // nor to the right of its left edge
       const label = document.createElement("span");
       label.className = "box-label";
       const top = cat.breeds.length ? `: ${cat.breeds[0].breed}` : "";
