@@ -246,10 +246,13 @@ def test_threshold_query(client: TestClient, cat_bytes: bytes) -> None:
     assert breeds(1.0) == []  # no share reaches 100 %
 
 
-@pytest.mark.parametrize("threshold", ["2", "-0.1", "abc", "nan"])
-def test_bad_threshold(client: TestClient, cat_bytes: bytes, threshold: str) -> None:
+@pytest.mark.parametrize(("threshold", "said"), [("2", "less than or equal to 1"), ("-0.1", "greater than or equal to 0"),
+                                                 ("abc", "valid number"), ("nan", "finite number")])
+def test_bad_threshold(client: TestClient, cat_bytes: bytes, threshold: str, said: str) -> None:
+    """Each says what is wrong with it (nan was said to be more than 1)."""
     r = post_file(client, cat_bytes, url=f"/api/v1/scan?threshold={threshold}")
-    assert "threshold" in assert_error(r, 422, "invalid_request")
+    message = assert_error(r, 422, "invalid_request")
+    assert "threshold" in message and said in message, message
 
 
 # ---------------------------------------------------------------------------- bad uploads

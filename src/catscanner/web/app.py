@@ -106,7 +106,7 @@ async def get_scanner(request: Request) -> Scanner:
 
 ScannerDep = Annotated[Scanner, Depends(get_scanner)]
 ThresholdQuery = Annotated[float | None, Query(
-    ge=0.0, le=1.0,
+    ge=0.0, le=1.0, allow_inf_nan=False,  # nan was refused as "less than or equal to 1"
     description="Smallest breed share to list, 0-1 (default 0.05 = 5 %). 0 lists all breeds.",
 )]
 
