@@ -383,6 +383,9 @@ def test_a_glob_does_not_follow_a_linked_folder_round_a_loop(cat_photo, tmp_path
     assert [p.path for p in found.photos] == [str(folder / "sub" / "cat.jpg"), str(folder / "top.jpg")]
     assert any("loop: a linked folder, not followed" in w for w in found.warnings), found.warnings
     assert [p.path for p in expand_sources([str(folder / "*.jpg")]).photos] == [str(folder / "top.jpg")]
+    # a pattern without ** cannot loop: it goes through a linked folder, as glob does
+    assert [p.path for p in expand_sources([str(folder / "sub" / "*" / "*.jpg")]).photos] == \
+        [str(folder / "sub" / "loop" / "top.jpg")]
     out = tmp_path / "results.jsonl"
     result = CliRunner().invoke(app, ["batch", str(folder / "**" / "*.jpg"), "--output", str(out), "--threads", "1"])
     assert result.exit_code == 0, result.output

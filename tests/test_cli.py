@@ -380,9 +380,10 @@ def test_a_photo_named_twice_is_scanned_once(tmp_path: Path, cat_photo: Path):
     shutil.copyfile(cat_photo, tmp_path / "f" / "cat.jpg")
     os.mkfifo(tmp_path / "f" / "pipe.jpg")
     photo = tmp_path / "f" / "cat.jpg"
-    r = scan("--json", photo, tmp_path / "f", tmp_path / "f" / "." / "cat.jpg")
+    r = scan("--json", photo, tmp_path / "f", tmp_path / "f" / "." / "cat.jpg", tmp_path / "f", tmp_path / "f" / "pipe.jpg")
     records = json_records(r.stdout)
     assert [rec["path"] for rec in records if rec["error"] is None] == [str(photo)]
+    assert len([rec for rec in records if rec["error"] is not None]) == 1  # the pipe too, once
     r = scan(tmp_path / "f", columns=200)  # the pipe's row is named like the others, not by its full path
     assert re.search(r"│ pipe\.jpg +│ error", ANSI.sub("", r.stdout)), r.stdout
 
@@ -505,8 +506,12 @@ def test_annotate_never_overwrites_a_file_it_did_not_draw(tmp_path: Path, cat_ph
     r = scan("--json", photos, "--annotate", out)
     assert r.exit_code == 1 and json_records(r.stdout)[0]["is_cat"] is True
     said = " ".join(ANSI.sub("", r.stderr).split())
-    assert "is not a Cat Scanner drawing" in said and "Choose an empty --annotate folder" in said, said
+    assert "is not marked as a Cat Scanner drawing" in said and "Choose an empty --annotate folder" in said, said
     assert (out / "pet.jpg").read_bytes() == theirs
+    (out / "pet.jpg").unlink()
+    os.mkfifo(out / "pet.jpg")  # a named pipe there: reported, not opened (opening it would block)
+    r = scan("--json", photos, "--annotate", out)
+    assert r.exit_code == 1 and "is not marked as a Cat Scanner drawing" in " ".join(r.stderr.split())
     fresh = tmp_path / "fresh"
     for _ in range(2):  # its own drawing from the first run is replaced by the second
         r = scan("--json", photos, "--annotate", fresh)
@@ -535,6 +540,12 @@ def test_annotate_names_tell_which_photo_each_drawing_shows_and_fit_the_file_sys
     assert names[1:] == ["photo.bmp.jpg", "photo.jpg", "photo.png.jpg", "photo.webp.jpg"], names
     long_one = names[0]
     assert long_one.startswith("d" * 50) and long_one.endswith(".jpg") and len(long_one.encode()) <= 255
+    from catscanner.cli.scan import annotated_names
+
+    long_name = "é" * 200 + ".png"  # 400 bytes; and a photo named like its shortened drawing
+    short = annotated_names([long_name])[long_name]
+    both = annotated_names([long_name, short])
+    assert len(set(both.values())) == 2 and all(len(n.encode()) <= 255 for n in both.values()), both
 
 
 def test_a_terminal_without_unicode_gets_the_table_not_a_traceback(dog_photo: Path):

@@ -332,6 +332,10 @@ def test_settings_of_the_wrong_kind_are_typed_errors_when_given(scanner, cat_pho
         list(scanner.scan_many(str(cat_photo)))
     assert [r.is_cat for r in scanner.scan_many([str(cat_photo)])] == [True]
     assert scanner.scan(cat_photo, threshold=np.float32(0.5)).ok  # NumPy numbers are numbers
+    assert Scanner(threads=np.int64(1)).scan(cat_photo).is_cat
+    with Image.open(cat_photo) as img:
+        a = np.asarray(img.convert("RGB"))
+    assert [r.is_cat for r in scanner.scan_many(np.stack([a, a]))] == [True, True]  # (N, H, W, 3): N photos
 
 
 def test_limits_are_never_printed_as_if_the_photo_met_them(scanner, cat_photo: Path):
@@ -346,6 +350,9 @@ def test_limits_are_never_printed_as_if_the_photo_met_them(scanner, cat_photo: P
         check_size(8000, 7000, 50_000_000, 32)
     assert "threshold of 99.9 %" in scanner.scan(cat_photo, threshold=0.999).breeds_note
     assert (size_text(17797412), size_text(30000000), size_text(10485761)) == ("16.97 MiB", "28.6 MiB", "10.000001 MiB")
+    assert size_text(int(2.5 * 2**20) + 1, beside=int(2.5 * 2**20)) == "2.500001 MiB"  # not the limit's 2.5 MiB
+    with pytest.raises(ImageTooLargeError, match=r"= 50,100,001 pixels; the limit is 50,099,999 pixels"):
+        check_size(50_100_001, 1, 50_099_999, 1)  # both are "50.1 megapixels"
 
 
 def test_a_closed_file_object_fails_alone_in_a_batch(scanner, cat_photo: Path):

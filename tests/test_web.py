@@ -286,13 +286,24 @@ def test_common_client_mistakes_are_named_with_the_way_to_send_a_photo(client: T
                                                                          dog_bytes: bytes) -> None:
     """Two photos in one form: only the first was scanned, the second dropped unsaid. ``curl -d @cat.jpg``
     (a URL-encoded form: curl strips the newlines) was called a broken photo, and a gzip body "not an
-    image format"; each now says what to do."""
+    image format"; each now says what to do. ``curl --data-binary`` sends a URL-encoded type too, and
+    is scanned."""
     r = client.post("/api/v1/scan", files=[("file", ("a.jpg", cat_bytes, "image/jpeg")),
                                            ("file", ("b.jpg", dog_bytes, "image/jpeg"))])
     assert "one photo per request" in assert_error(r, 422, "several_files")
     r = client.post("/api/v1/scan", content=cat_bytes.replace(b"\n", b""),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})  # curl -d: line breaks dropped
+    assert "It came as a URL-encoded form" in assert_error(r, 422, "corrupt")
+    r = client.post("/api/v1/scan", content=cat_bytes,  # curl --data-binary sends the same type: scanned
                     headers={"Content-Type": "application/x-www-form-urlencoded"})
-    assert "--data-binary @cat.jpg" in assert_error(r, 415, "unsupported_form")
+    assert r.status_code == 200 and r.json()["is_cat"] is True
+    r = client.post("/api/v1/scan", content=b"hello", headers={"Content-Type": "application/octet-stream"})
+    assert "URL-encoded" not in assert_error(r, 415, "not_an_image")
+    # a form whose second file input was left empty (a browser sends it as an empty part) is one photo
+    r = client.post("/api/v1/scan", files=[("file", ("a.jpg", cat_bytes, "image/jpeg")), ("file", ("", b"", "application/octet-stream"))])
+    assert r.status_code == 200 and r.json()["is_cat"] is True
+    r = client.post("/api/v1/scan", files=[("file", ("", b"", "application/octet-stream")), ("file", ("a.jpg", cat_bytes, "image/jpeg"))])
+    assert r.status_code == 200 and r.json()["path"] == "a.jpg"
     r = client.post("/api/v1/scan", content=gzip.compress(cat_bytes), headers={"Content-Encoding": "gzip"})
     assert "send the photo's bytes as they are" in assert_error(r, 415, "unsupported_encoding")
     # a form with the photo and other fields is still one photo

@@ -73,18 +73,17 @@ class BadThresholdError(BadSettingError):
     code = "bad_threshold"
 
 
-def size_text(n: int) -> str:
+def size_text(n: int, beside: int | None = None) -> str:
     """10485760 -> '10 MiB', 10485761 -> '10.000001 MiB', 30000000 -> '28.6 MiB', 17797412 -> '16.97 MiB',
     65536 -> '64 KiB', 65537 -> '65537 bytes'.
 
-    Exact enough that a size just over a limit never prints as the limit itself."""
-    if n >= 1024 * 1024:
-        mib = n / (1024 * 1024)
-        if n % (1024 * 1024) == 0:
-            return f"{n // (1024 * 1024)} MiB"
-        for digits in range(1, 7):  # the fewest decimals that do not round to a whole number (a limit)
-            text = f"{mib:.{digits}f}"
-            if float(text) != round(mib):
-                break
-        return text + " MiB"
-    return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} bytes"
+    Exact enough that a size never prints as a whole number it is not, nor, given the ``beside`` size
+    printed in the same sentence (a limit), as that: 2.5 MiB + 1 byte beside 2.5 MiB is '2.500001 MiB'."""
+    if n < 1024 * 1024:
+        return f"{n // 1024} KiB" if n % 1024 == 0 else f"{n} bytes"
+    other = None if beside is None else size_text(beside)
+    for digits in range(1, 7):
+        number = f"{n / (1024 * 1024):.{digits}f}".rstrip("0").rstrip(".")
+        if (n % (1024 * 1024) == 0 or float(number) != round(n / (1024 * 1024))) and f"{number} MiB" != other:
+            return f"{number} MiB"
+    return f"{n:,} bytes"

@@ -139,8 +139,9 @@ def _expand_local(source: str, warnings: list[str]) -> list[Photo]:
 
 def _glob_local(pattern: str, warnings: list[str]) -> list[str]:
     """Files matching ``pattern`` (``**`` spans folders), sorted, as :func:`glob.glob` names them, but
-    like :func:`walk_folder` never through a linked folder (``glob`` followed a link to a parent
-    round and round: one photo came out 41 times) and never deeper than the pattern reaches. As with
+    never deeper than the pattern reaches and, under ``**``, like :func:`walk_folder`, never through a
+    linked folder (``glob`` followed a link to a parent round and round: one photo came out 41 times).
+    A pattern without ``**`` reaches a fixed depth, so it follows links as ``glob`` does. As with
     ``glob``, a wildcard does not match a name starting with a dot."""
     first = _GLOB_CHARS.search(pattern).start()
     base = pattern[: pattern.rfind("/", 0, first) + 1]
@@ -148,14 +149,16 @@ def _glob_local(pattern: str, warnings: list[str]) -> list[str]:
     regex, depth = glob_regex(rest), None if "**" in rest else rest.count("/")
     hidden_ok = rest.startswith(".") or "/." in rest
     matches: list[str] = []
-    for here, dirs, names in os.walk(base or "."):
+    for here, dirs, names in os.walk(base or ".", followlinks=depth is not None):
         rel = os.path.relpath(here, base or ".")
         rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
         if depth is not None and rel.count("/") >= depth:
             dirs.clear()  # the pattern reaches no deeper
-        for d in [d for d in dirs if os.path.islink(os.path.join(here, d))]:
+        for d in [d for d in dirs if depth is None and os.path.islink(os.path.join(here, d))]:
             dirs.remove(d)
-            warnings.append(f"{os.path.join(here, d)}: a linked folder, not followed (name it on its own to scan it).")
+            if hidden_ok or not d.startswith("."):
+                warnings.append(f"{os.path.join(here, d)}: a linked folder, not followed under ** "
+                                "(name it on its own to scan it).")
         dirs[:] = sorted(d for d in dirs if hidden_ok or not d.startswith("."))
         matches += [os.path.join(here, n) if base else rel + n for n in names
                     if (hidden_ok or not n.startswith(".")) and regex.match(rel + n)

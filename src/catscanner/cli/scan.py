@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Optional
@@ -43,8 +44,12 @@ def expand_paths(paths: list[Path]) -> tuple[list[Path], list[ScanResult], list[
         else:
             files.append(p)  # unreadable or missing files are reported by the scan itself
     seen: set[str] = set()
-    once = [f for f in files if not (os.path.abspath(f) in seen or seen.add(os.path.abspath(f)))]
-    return once, failures, warnings
+
+    def first_time(path) -> bool:
+        key = os.path.abspath(path)
+        return key not in seen and not seen.add(key)
+    failures = [f for f in failures if first_time(f.path)]
+    return [f for f in files if first_time(f)], failures, warnings
 
 
 def display_names(files: list[Path]) -> dict[str, str]:
@@ -74,12 +79,12 @@ def annotated_names(names: Iterable[str]) -> dict[str, str]:
     for name in names:
         flat = Path(name).as_posix().replace("/", "__")
         stem = flat[:-len(Path(flat).suffix)] if Path(flat).suffix.lower() in (".jpg", ".jpeg") else flat
-        candidate, n = f"{stem}.jpg", 1
+        candidate, n = _short_enough(f"{stem}.jpg"), 1
         while candidate.lower() in taken:
             n += 1
-            candidate = f"{stem}-{n}.jpg"
+            candidate = _short_enough(f"{stem}-{n}.jpg")
         taken.add(candidate.lower())
-        out[name] = _short_enough(candidate)
+        out[name] = candidate
     return out
 
 
@@ -96,14 +101,19 @@ def _short_enough(name: str) -> str:
 
 
 def _foreign_file(path: Path) -> bool:
-    """True when something other than an earlier drawing stands at ``path``: never overwritten."""
+    """True when something other than a marked drawing stands at ``path``: never overwritten. Only a
+    regular file is opened (a named pipe there would block), and only its header is read."""
     from PIL import Image
 
     if not os.path.lexists(path):
         return False
+    if not path.is_file():
+        return True
     try:
-        with Image.open(path) as img:
-            return img.info.get("comment") != DRAWING_MARK
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                return img.info.get("comment") != DRAWING_MARK
     except (OSError, ValueError, Image.DecompressionBombError):
         return True
 
@@ -122,8 +132,9 @@ def _save_annotated(scanner, results: Iterable[ScanResult], folder: Path, names:
             out = folder / files[name]
             try:
                 if _foreign_file(out):
-                    problems.append(f"{name}: its drawing was not saved: {out} is already there and is not a "
-                                    "Cat Scanner drawing, so it was left as it is. Choose an empty --annotate folder.")
+                    problems.append(f"{name}: its drawing was not saved: {out} is already there and is not marked "
+                                    "as a Cat Scanner drawing (drawings made before December 2026 carry no mark), so it "
+                                    "was left as it is. Choose an empty --annotate folder, or delete it.")
                 else:
                     annotate(scanner.load(r.path, full_size=True), r).save(out, quality=90, comment=DRAWING_MARK)
             except (OSError, CatScannerError) as e:  # e.g. no space left, or the photo gone since its scan
@@ -188,8 +199,9 @@ def scan(
         err_console.print(f"[yellow]warning:[/yellow] {escape(w)}", highlight=False)
     if not files and not failures:
         fail(f"no photos found in the paths given (folders are searched for files ending in {suffix_list()}).")
+    names = display_names([*files, *(Path(f.path) for f in failures)])
     if annotate:
-        _check_annotate_folder(annotate, paths, files, display_names(files))
+        _check_annotate_folder(annotate, paths, files, names)
         writable_folder(annotate, "--annotate")
     try:
         scanner = Scanner(models, threads=threads, runtime=runtime, precision=precision)
@@ -200,7 +212,6 @@ def scan(
     show_bar = len(files) > 1 and err_console.is_terminal and not (json_lines and console.is_terminal)
     results: Iterable[ScanResult] = progress_bar(scanner.scan_many(files, threshold=threshold, batch_size=batch_size),
                                                  desc="scanning", total=len(files), enabled=show_bar, transient=True)
-    names = display_names([*files, *(Path(f.path) for f in failures)])
     drawing_problems: list[str] = []
     if annotate:
         results = _save_annotated(scanner, results, annotate, names, drawing_problems)

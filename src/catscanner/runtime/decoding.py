@@ -183,7 +183,7 @@ def read_file(path: str | Path, max_bytes: int = DEFAULT_MAX_FILE_BYTES) -> byte
                                   "give the path of a photo file.")
     with os.fdopen(fd, "rb") as f:
         if st.st_size > max_bytes:
-            raise FileTooLargeError(f"{path} is {size_text(st.st_size)}; photos over "
+            raise FileTooLargeError(f"{path} is {size_text(st.st_size, beside=max_bytes)}; photos over "
                                     f"{size_text(max_bytes)} are refused. Resize it or save it as JPEG.")
         try:
             data = f.read(max_bytes + 1)
@@ -205,10 +205,12 @@ def file_kind(mode: int) -> str:
 def pixels_text(n: int | None, limit: int) -> tuple[str, str]:
     """(size, limit) for a message: in megapixels ("50.1 megapixels", "50 megapixels") unless the size
     would read as the limit itself (50,000,100 pixels is "50.0 megapixels"): then in pixels."""
+    limit_mp = f"{limit / 1e6:g} megapixels"
     if n is None:
-        return "too many pixels to decode safely", f"{limit / 1e6:g} megapixels"
-    if round(n / 1e6, 1) > limit / 1e6:
-        return f"{n / 1e6:.1f} megapixels", f"{limit / 1e6:g} megapixels"
+        return "too many pixels to decode safely", limit_mp
+    size_mp = f"{n / 1e6:.1f} megapixels"
+    if float(size_mp.split()[0]) > float(limit_mp.split()[0]):
+        return size_mp, limit_mp
     return f"{n:,} pixels", f"{limit:,} pixels"
 
 

@@ -59,9 +59,11 @@ class Scanner:
                  runtime: str | None = AUTO, precision: str | None = AUTO,
                  breed_threshold: float = DEFAULT_BREED_THRESHOLD, max_pixels: int = DEFAULT_MAX_PIXELS,
                  min_side: int = DEFAULT_MIN_SIDE, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES):
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, (int, np.integer))
+                                    or threads < 1):
             raise BadSettingError(f"threads must be a whole number of at least 1 (got {threads!r}); "
                                   "leave it out to use every core.")
+        threads = None if threads is None else int(threads)
         threads = threads or os.cpu_count() or 1
         _check_threshold(breed_threshold, "breed_threshold")  # now, not at the first scan
         files = ModelFiles.resolve(model_dir)
@@ -124,7 +126,8 @@ class Scanner:
         """Scan photos in batches, yielding one result per input in input order; a photo that
         fails yields a result with ``error`` set and the batch goes on."""
         threshold = self._threshold(threshold)  # before any photo: a bad threshold is the caller's error
-        if isinstance(images, (str, Path, bytes, bytearray, memoryview, io.IOBase, Image.Image, np.ndarray)):
+        if isinstance(images, (str, Path, bytes, bytearray, memoryview, io.IOBase, Image.Image)) or \
+                isinstance(images, np.ndarray) and images.ndim <= 3:  # (N, H, W, 3) is N photos
             raise UnsupportedInputError(f"scan_many takes several photos (a list, or any iterable), not one "
                                         f"{type(images).__name__}: use scan() for one photo, or pass [photo].")
         pending: list[ScanResult | tuple[Image.Image, str | None, float]] = []
@@ -234,4 +237,4 @@ def _note(det: Detection, has_breed_model: bool, threshold: float) -> str:
         return f"No cat detected (cat probability {det.best_probability:.0%}), so no breeds are reported."
     if not has_breed_model:
         return "No breed model is installed."
-    return f"No breed reached the threshold of {threshold * 100:g} %: lower it to see the mix."
+    return f"No breed reached the threshold of {float(f'{threshold * 100:.10f}'):.10g} %: lower it to see the mix."

@@ -30,6 +30,7 @@ from fastapi import APIRouter, Depends, FastAPI, Query, Request, Response
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from ..errors import CorruptImageError, NotAnImageError
 from ..runtime.breeds import BREEDS
 from ..runtime.decoding import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE
 from ..runtime.scanner import Scanner
@@ -40,7 +41,7 @@ from .errors import ApiError, install_error_handlers
 from .pool import InferencePool
 from .schemas import ERROR_RESPONSES, SCAN_REQUEST_BODY, BreedsResponse, HealthResponse, describe_limits
 from .settings import Settings
-from .uploads import read_upload
+from .uploads import URL_ENCODED_HINT, read_upload
 
 log = logging.getLogger("catscanner.web")
 _SERVER_PATH = re.compile(r"(?:/[^/\s'\"]+)*/([^/\s'\"]*)")  # /srv/models/detector.onnx -> detector.onnx
@@ -130,7 +131,12 @@ async def scan(request: Request, scanner: ScannerDep, threshold: ThresholdQuery 
     # a place in the queue only once the photo is here; if the places filled while it was uploading,
     # it waits for one as long as it could have waited at the door
     with await pool.reserve_within(settings.admission_wait) as place:
-        return await place.run(scanner.scan, upload.data, threshold=threshold, source=upload.filename)
+        try:
+            return await place.run(scanner.scan, upload.data, threshold=threshold, source=upload.filename)
+        except (NotAnImageError, CorruptImageError) as e:
+            if upload.url_encoded:  # most likely mangled on the way: say how to send it
+                raise type(e)(f"{e}{URL_ENCODED_HINT}") from None
+            raise
 
 
 # A documented GET route and a hidden HEAD route for the same function: one OpenAPI operation each

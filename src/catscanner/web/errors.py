@@ -59,7 +59,7 @@ def status_for(exc: CatScannerError) -> int:
 
 
 def too_large(limit: int, size: int | None = None) -> ApiError:
-    got = f" ({size_text(size)})" if size is not None else ""
+    got = f" ({size_text(size, beside=limit)})" if size is not None else ""
     return ApiError(413, "too_large", f"The upload{got} is larger than the {size_text(limit)} limit. "
                                       "Send a smaller photo (resize it or save it as JPEG).")
 

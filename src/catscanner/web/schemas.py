@@ -45,9 +45,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     408: {"model": ErrorResponse, "description": "The upload stalled or took too long (`upload_timeout`); "
                                                   "the limits are in the operation's description."},
     413: {"model": ErrorResponse, "description": "The upload is larger than the server's limit."},
-    415: {"model": ErrorResponse, "description": "The upload is not an image (judged by its content), is "
-                                                  "compressed (`unsupported_encoding`), or is a URL-encoded form "
-                                                  "(`unsupported_form`)."},
+    415: {"model": ErrorResponse, "description": "The upload is not an image (judged by its content), or is "
+                                                  "compressed (`unsupported_encoding`)."},
     422: {"model": ErrorResponse, "description": "Empty, corrupt, too small or too large image, "
                                                   "missing `file` field, more than one (`several_files`: one photo "
                                                   "per request), or a bad `threshold`."},
@@ -89,9 +88,9 @@ def describe_limits(schema: dict, scan_path: str, *, max_upload_bytes: int, idle
     the scan operation's description and its 408 and 413 answers."""
     op = schema["paths"][scan_path]["post"]
     limits = (f"Limits of this server: at most {size_text(max_upload_bytes)} and {max_pixels / 1e6:g} megapixels, "
-              f"at least {min_side} px a side; an upload that sends nothing for {idle_timeout:g} s, comes slower "
-              f"than {min_upload_rate / 1024:g} KiB/s on average after that, or takes longer than {upload_deadline:g} s "
-              "in all is cut off (408).")
+              f"at least {min_side} px a side; an upload that sends nothing for {idle_timeout:g} s, brings less than "
+              f"{min_upload_rate / 1024:g} KiB for each second after its first {idle_timeout:g}, or takes longer than "
+              f"{upload_deadline:g} s in all is cut off (408).")
     op["description"] = f"{op.get('description', '').rstrip()}\n\n{limits}"
     op["responses"]["408"]["description"] = (f"The upload sent nothing for {idle_timeout:g} s, came slower than "
                                              f"{min_upload_rate / 1024:g} KiB/s, or took longer than "

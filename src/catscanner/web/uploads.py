@@ -27,6 +27,12 @@ MULTIPART_OVERHEAD = 64 * 1024  # room for boundaries and part headers around th
 class Upload:
     data: bytes
     filename: str | None
+    url_encoded: bool = False  # sent as application/x-www-form-urlencoded (curl -d and --data-binary)
+
+
+URL_ENCODED_HINT = (f" It came as a URL-encoded form, which can mangle a photo (curl -d drops its line breaks): "
+                    f"send it with curl -F {UPLOAD_FIELD}=@cat.jpg, or with curl --data-binary @cat.jpg "
+                    "-H 'Content-Type: image/jpeg'.")
 
 
 @dataclass(frozen=True)
@@ -44,26 +50,25 @@ def _timed_out(limits: UploadLimits, what: str) -> ApiError:
 
 async def _limited_chunks(request: Request, limits: UploadLimits, body_limit: int) -> AsyncIterator[bytes]:
     """The request body chunk by chunk; 413 as soon as more than ``body_limit`` bytes arrived, 408
-    when no byte arrives for ``idle_timeout`` seconds, when after that long fewer than ``min_rate``
-    bytes a second have come on average (a byte every few seconds held an upload slot for the whole
-    deadline: 32 such clients shut out every scan), or when the body takes longer than ``deadline``."""
+    when no byte arrives for ``idle_timeout`` seconds, when fewer than ``min_rate`` bytes have come for
+    each second past the first ``idle_timeout`` (a byte every few seconds held an upload slot for the
+    whole deadline: 32 such clients shut out every scan), or when the body takes longer than ``deadline``."""
     received = 0
     start = time.monotonic()
     end = start + limits.deadline
     stream = request.stream().__aiter__()
 
-    def too_slow_at() -> float:  # when the average rate falls under min_rate, unless more arrives
-        return start + max(limits.idle_timeout, received / limits.min_rate) if limits.min_rate else end
+    def too_slow_at() -> float:  # past the idle allowance, min_rate bytes for every second since, or cut
+        return start + limits.idle_timeout + received / limits.min_rate if limits.min_rate else end
 
     try:
         while True:
             now = time.monotonic()
             if now >= end:
                 raise _timed_out(limits, f"took longer than {limits.deadline:.0f} s")
-            if now >= too_slow_at():
-                raise _timed_out(limits, f"came slower than {limits.min_rate / 1024:g} KiB/s")
-            try:
-                chunk = await asyncio.wait_for(anext(stream), min(limits.idle_timeout, end - now, too_slow_at() - now))
+            try:  # judged after a read, so bytes the server already holds count (a busy loop reads late)
+                chunk = await asyncio.wait_for(anext(stream), min(limits.idle_timeout, end - now,
+                                                                  max(0.05, too_slow_at() - now)))
             except StopAsyncIteration:
                 return
             except TimeoutError:
@@ -76,6 +81,8 @@ async def _limited_chunks(request: Request, limits: UploadLimits, body_limit: in
             received += len(chunk)
             if received > body_limit:
                 raise too_large(limits.max_bytes)
+            if time.monotonic() >= too_slow_at():
+                raise _timed_out(limits, f"came slower than {limits.min_rate / 1024:g} KiB/s")
             yield chunk
     except ClientDisconnect:
         raise ApiError(400, "disconnected", "The upload was interrupted before it finished.") from None
@@ -89,7 +96,7 @@ class _MultipartImage:
         self.data: bytearray | None = None  # set once the field is found
         self.filename: str | None = None
         self.complete = False
-        self._reading = False
+        self._reading = self._extra = False
         self._header_name = b""
         self._header_value = b""
         self._disposition = b""
@@ -123,16 +130,17 @@ class _MultipartImage:
         disposition = self._disposition.decode("latin-1")
         _, options = parse_options_header(disposition)
         name = options.get(b"name", b"").decode("utf-8", "replace")
-        if name == self.field and self.data is not None:  # the second photo would be dropped unseen
-            raise ApiError(422, "several_files", f"This upload holds more than one '{self.field}' part; the API "
-                                                 "scans one photo per request. Send each photo in its own request "
-                                                 "(for a folder of photos, use catscan batch).")
-        self._reading = name == self.field
+        self._extra = name == self.field and bool(self.data)  # a photo already: another must stay empty
+        self._reading = name == self.field and not self._extra  # the first non-empty `file` part
         if self._reading:
-            self.data = bytearray()
+            self.data, self.complete = bytearray(), False
             self.filename = _filename(options, disposition)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._extra and end > start:  # a second photo would be dropped unseen
+            raise ApiError(422, "several_files", f"This upload holds more than one '{self.field}' part; the API "
+                                                 "scans one photo per request. Send each photo in its own request "
+                                                 "(for a folder of photos, use catscan batch).")
         if self._reading:
             assert self.data is not None
             self.data += data[start:end]
@@ -177,10 +185,6 @@ async def read_upload(request: Request, limits: UploadLimits) -> Upload:
     if encoding not in ("", "identity"):
         raise ApiError(415, "unsupported_encoding", f"The upload is compressed (Content-Encoding: {encoding}); "
                                                     "send the photo's bytes as they are (photos are compressed already).")
-    if media_type == b"application/x-www-form-urlencoded":  # curl -d, or requests' data={...}: the bytes are mangled
-        raise ApiError(415, "unsupported_form", "A URL-encoded form cannot carry a photo. Send it as multipart form "
-                                                f"field '{UPLOAD_FIELD}' (curl -F {UPLOAD_FIELD}=@cat.jpg) or as the raw "
-                                                "request body (curl --data-binary @cat.jpg).")
     multipart = media_type == b"multipart/form-data"
     body_limit = max_bytes + MULTIPART_OVERHEAD if multipart else max_bytes
 
@@ -198,7 +202,8 @@ async def read_upload(request: Request, limits: UploadLimits) -> Upload:
             body = bytearray()
             async for chunk in chunks:
                 body += chunk
-            return Upload(bytes(body), None)
+            # curl sends --data-binary as a URL-encoded form too: judged by content like any raw body
+            return Upload(bytes(body), None, url_encoded=media_type == b"application/x-www-form-urlencoded")
         return await _read_multipart(chunks, params.get(b"boundary"), max_bytes)
 
 
