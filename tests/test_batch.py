@@ -392,6 +392,32 @@ def test_a_glob_does_not_follow_a_linked_folder_round_a_loop(cat_photo, tmp_path
     assert sorted(Path(r["path"]).name for r in read_rows(out)) == ["cat.jpg", "top.jpg"]
 
 
+def test_a_mistyped_root_and_a_damaged_part_are_usage_errors_that_say_what_to_do(cat_photo, tmp_path):
+    """``catscan batch /mnt/archve`` scanned the missing folder as one failed photo and left a table
+    with that row; a Parquet part cut short by hand stopped every --resume with pyarrow's error and
+    the advice to rerun the same command. Both are now exit 2, saying what to do."""
+    missing = tmp_path / "archve"
+    out = tmp_path / "results.jsonl"
+    result = CliRunner().invoke(app, ["batch", str(missing), "--output", str(out)])
+    assert result.exit_code == 2 and "no such file or folder" in " ".join(result.output.split())
+    assert not out.exists()
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        (photos / f"cat{i}.jpg").write_bytes(cat_photo.read_bytes())
+    table = tmp_path / "results.parquet"
+    assert CliRunner().invoke(app, ["batch", str(photos), "--output", str(table), "--threads", "1"]).exit_code == 0
+    (part,) = table.glob("part-*.parquet")
+    part.write_bytes(part.read_bytes()[: part.stat().st_size // 2])
+    result = CliRunner().invoke(app, ["batch", str(photos), "--output", str(table), "--resume", "--threads", "1"])
+    said = "".join(result.output.split())  # rich wraps long words too
+    assert result.exit_code == 2 and part.name in said and "Moveitoutof" in said, said
+    part.unlink()  # as the message says: the photos are scanned again
+    result = CliRunner().invoke(app, ["batch", str(photos), "--output", str(table), "--resume", "--threads", "1"])
+    assert result.exit_code == 0 and len(read_rows(table)) == 2
+
+
 def test_a_list_file_from_notepad_or_in_latin1_names_its_photos(cat_photo, tmp_path):
     """A list saved with a byte-order mark, naming a file whose name is Latin-1 bytes: both photos
     are found (the mark was read as part of the first path; Latin-1 stopped the run)."""

@@ -133,8 +133,22 @@ class ParquetSink:
         parts = self._parts()
         if not parts:
             return []
-        table = self.ds.dataset(parts, filesystem=self.fs, format="parquet").to_table(columns=list(columns))
+        try:
+            table = self.ds.dataset(parts, filesystem=self.fs, format="parquet").to_table(columns=list(columns))
+        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError: a damaged part
+            raise BatchError(self._damaged(parts, e)) from None
         return table.to_pylist()
+
+    def _damaged(self, parts: list[str], error: Exception) -> str:
+        """What to do about a part file that cannot be read (cut short or changed after it was written:
+        a run writes each part whole, under a temporary name first)."""
+        for part in parts:
+            try:
+                self.pq.read_metadata(part, filesystem=self.fs)
+            except (OSError, ValueError) as e:
+                return (f"{part} cannot be read ({e}): it was cut short or changed after it was written. Move it "
+                        f"out of {self.folder} and run again with --resume: its photos are scanned again.")
+        return f"the parts of {self.folder} cannot be read together ({error}). Write to a new output."
 
     def done_keys(self) -> tuple[set[tuple], set[str]]:
         """(keys of the rows written so far, the model versions they were scanned with)."""

@@ -84,6 +84,10 @@ def expand_sources(sources: Iterable[str]) -> Expansion:
             if not entries:
                 warnings.append(f"{source} lists no paths.")
         else:
+            local = urlsplit(source).path if source.startswith("file://") else source
+            if not is_uri(local) and not has_glob(local) and not os.path.lexists(local) \
+                    and _suffix(local) not in IMAGE_SUFFIXES:  # a mistyped archive root, not a photo
+                raise BatchError(f"{source}: no such file or folder. Check the path.")
             _add(_expand_one(source, warnings), photos, seen)
     return Expansion(photos, warnings)
 
