@@ -172,6 +172,29 @@ def test_killed_run_resumes_with_every_photo_once(photos, tmp_path, suffix):
     assert len(read_rows(out)) == N_KILLED
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does(photos, tmp_path):
+    """SIGTERM (a scheduler's stop, plain ``kill``) ended the process at once (-15), losing every row
+    since the last flush; now the rows scanned so far are written and the run exits 130."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for p in photos[:N_KILLED]:
+        (folder / p.name).symlink_to(p)
+    out = tmp_path / "results.jsonl"
+    cmd = [sys.executable, "-m", "catscanner", "batch", str(folder), "--output", str(out), "--threads", "1",
+           "--flush-every", "4"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for_rows(out, 4, proc)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, (proc.returncode, err.decode(errors="replace")[-500:])
+    assert b"--resume" in err
+    rows = read_rows(out)
+    assert 4 <= len(rows) < N_KILLED and len({r["path"] for r in rows}) == len(rows)
+
+
 def test_output_is_not_overwritten_and_models_are_not_mixed(cat_photo, tmp_path):
     out = tmp_path / "results.jsonl"
     out.write_text(json.dumps({"path": str(cat_photo), "size": 1, "mtime_ns": 1, "model_version": "0.0.1+000000000000"}) + "\n")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,6 +23,12 @@ PLAIN_PROGRESS_SECONDS = 10.0  # a progress line this often when stderr is not a
 class EngineName(str, enum.Enum):
     local = "local"
     ray = "ray"
+
+
+def _interrupt(signum, frame) -> None:
+    """SIGTERM (what schedulers and ``kill`` send) stops a batch as Ctrl-C does: it used to end the
+    process at once, losing every row since the last flush (up to a minute's work)."""
+    raise KeyboardInterrupt
 
 
 def batch(
@@ -64,7 +71,7 @@ def batch(
     Progress goes to stderr, then a summary.
     Exit code 0 when every photo was scanned, 1 when any photo failed (in this run or, for the
     photos a --resume skips, in an earlier one), 2 for usage errors,
-    130 when interrupted (rerun with --resume).
+    130 when interrupted by Ctrl-C or SIGTERM (the rows scanned so far are written; rerun with --resume).
     """
     from ..batch.options import BatchError, BatchOptions
     from ..batch.rows import model_version
@@ -82,6 +89,7 @@ def batch(
                            threads=threads, runtime=runtime, precision=precision, actors=actors,
                            cpus_per_actor=cpus_per_actor, ray_address=ray_address)
     progress = _Progress()
+    stop_on_term = signal.signal(signal.SIGTERM, _interrupt)  # a scheduler's stop: flush, as Ctrl-C does
     try:
         summary = run_batch(sources, output, options, engine=engine.value, resume=resume, flush_every=flush_every,
                             log=lambda m: err_console.print(m, highlight=False, markup=False),
@@ -102,6 +110,7 @@ def batch(
         raise typer.Exit(130 if interrupted else 1) from None
     finally:
         progress.stop()
+        signal.signal(signal.SIGTERM, stop_on_term)
     _print_summary(summary, output)
     raise typer.Exit(130 if summary.interrupted else 1 if summary.failed or summary.failed_before else 0)
 
