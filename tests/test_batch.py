@@ -138,9 +138,9 @@ def _wait_for_rows(out: Path, n: int, proc: subprocess.Popen, timeout: float = 1
     raise AssertionError(f"no {n} rows in {out} after {timeout} s")
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
-def test_killed_run_resumes_with_every_photo_once(photos, tmp_path, suffix):
-    """SIGKILL a ``catscan batch`` partway, then --resume: every photo is in OUT exactly once."""
+def _start_batch(photos, tmp_path: Path, suffix: str) -> tuple[Path, Path, subprocess.Popen]:
+    """(folder, OUT, process) of a ``catscan batch`` of N_KILLED photos started in the background,
+    flushing every 4 rows."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for p in photos[:N_KILLED]:
@@ -148,7 +148,13 @@ def test_killed_run_resumes_with_every_photo_once(photos, tmp_path, suffix):
     out = tmp_path / f"results{suffix}"
     cmd = [sys.executable, "-m", "catscanner", "batch", str(folder), "--output", str(out), "--threads", "1",
            "--flush-every", "4"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return folder, out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_killed_run_resumes_with_every_photo_once(photos, tmp_path, suffix):
+    """SIGKILL a ``catscan batch`` partway, then --resume: every photo is in OUT exactly once."""
+    folder, out, proc = _start_batch(photos, tmp_path, suffix)
     try:
         _wait_for_rows(out, 8, proc)
         proc.send_signal(signal.SIGKILL)
@@ -175,14 +181,7 @@ def test_killed_run_resumes_with_every_photo_once(photos, tmp_path, suffix):
 def test_sigterm_stops_a_run_as_ctrl_c_does(photos, tmp_path):
     """SIGTERM (a scheduler's stop, plain ``kill``) ended the process at once (-15), losing every row
     since the last flush; now the rows scanned so far are written and the run exits 130."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for p in photos[:N_KILLED]:
-        (folder / p.name).symlink_to(p)
-    out = tmp_path / "results.jsonl"
-    cmd = [sys.executable, "-m", "catscanner", "batch", str(folder), "--output", str(out), "--threads", "1",
-           "--flush-every", "4"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, out, proc = _start_batch(photos, tmp_path, ".jsonl")
     try:
         _wait_for_rows(out, 4, proc)
         proc.send_signal(signal.SIGTERM)
