@@ -138,16 +138,16 @@ def _wait_for_rows(out: Path, n: int, proc: subprocess.Popen, timeout: float = 1
     raise AssertionError(f"no {n} rows in {out} after {timeout} s")
 
 
-def _start_batch(photos, tmp_path: Path, suffix: str) -> tuple[Path, Path, subprocess.Popen]:
+def _start_batch(photos, tmp_path: Path, suffix: str, *more: str) -> tuple[Path, Path, subprocess.Popen]:
     """(folder, OUT, process) of a ``catscan batch`` of N_KILLED photos started in the background,
-    flushing every 4 rows."""
+    flushing every 4 rows; ``more``: further arguments."""
     folder = tmp_path / "photos"
     folder.mkdir()
     for p in photos[:N_KILLED]:
         (folder / p.name).symlink_to(p)
     out = tmp_path / f"results{suffix}"
     cmd = [sys.executable, "-m", "catscanner", "batch", str(folder), "--output", str(out), "--threads", "1",
-           "--flush-every", "4"]
+           "--flush-every", "4", *more]
     return folder, out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
@@ -178,17 +178,20 @@ def test_killed_run_resumes_with_every_photo_once(photos, tmp_path, suffix):
     assert len(read_rows(out)) == N_KILLED
 
 
-def test_sigterm_stops_a_run_as_ctrl_c_does(photos, tmp_path):
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_sigterm_stops_a_run_as_ctrl_c_does(photos, tmp_path, engine):
     """SIGTERM (a scheduler's stop, plain ``kill``) ended the process at once (-15), losing every row
-    since the last flush; now the rows scanned so far are written and the run exits 130."""
-    _, out, proc = _start_batch(photos, tmp_path, ".jsonl")
+    since the last flush; now the rows scanned so far are written and the run exits 130. Under Ray
+    too: ``ray.init`` put in a handler of its own, which ended the process at once."""
+    _, out, proc = _start_batch(photos, tmp_path, ".jsonl", "--engine", engine,
+                                *(["--actors", "1"] if engine == "ray" else []))
     try:
-        _wait_for_rows(out, 4, proc)
+        _wait_for_rows(out, 4, proc, timeout=180)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
-    assert proc.returncode == 130, (proc.returncode, err.decode(errors="replace")[-500:])
+    assert proc.returncode == 130, (proc.returncode, err.decode(errors="replace")[-800:])
     assert b"--resume" in err
     rows = read_rows(out)
     assert 4 <= len(rows) < N_KILLED and len({r["path"] for r in rows}) == len(rows)

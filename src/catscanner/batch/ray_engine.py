@@ -25,6 +25,8 @@ from __future__ import annotations
 import logging
 import math
 import os
+import signal
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
 
@@ -75,6 +77,7 @@ def run_ray(photos: Sequence[Photo], options: BatchOptions, *, log=None) -> Iter
     started = False
     if not ray.is_initialized():
         quiet = {"logging_level": logging.ERROR, "log_to_driver": True}
+        on_term = signal.getsignal(signal.SIGTERM)  # ray.init installs its own, which ends the process at once
         if options.ray_address:
             ray.init(address=options.ray_address, **quiet)
         else:
@@ -82,6 +85,8 @@ def run_ray(photos: Sequence[Photo], options: BatchOptions, *, log=None) -> Iter
             # terms with everything else on the machine, as the local engine does.
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES,
                      _system_config={"worker_niceness": 0}, **quiet)
+        if on_term is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, on_term)  # keep the caller's (catscan batch: flush, exit 130)
         started = True
     try:
         ctx = ray.data.DataContext.get_current()
