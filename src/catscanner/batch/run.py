@@ -3,9 +3,12 @@ append the rows every ``flush_every`` photos, and keep the tally for the summary
 
 from __future__ import annotations
 
+import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .options import DEFAULT_FLUSH_EVERY, DEFAULT_FLUSH_SECONDS, BatchError, BatchOptions
@@ -85,6 +88,25 @@ def engine_for(name: str, log: Callable[[str], None] | None = None) -> Engine:
     raise BatchError(f"unknown engine {name!r}: choose one of {', '.join(ENGINES)}")
 
 
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Ctrl-C, and SIGTERM where a handler makes it raise (``catscan batch``), wait until the block
+    is done: a flush is written, and forgotten, whole. Main thread only (signals go there)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    raising = [s for s in (signal.SIGINT, signal.SIGTERM) if callable(signal.getsignal(s))]
+    before = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in raising}
+    try:
+        yield
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+        if held:
+            raise KeyboardInterrupt
+
+
 def run_batch(sources: Sequence[str], output: str, options: BatchOptions, *, engine: str = "local",
               resume: bool = False, flush_every: int = DEFAULT_FLUSH_EVERY,
               flush_seconds: float = DEFAULT_FLUSH_SECONDS, log: Callable[[str], None] = lambda m: None,
@@ -130,8 +152,9 @@ def run_batch(sources: Sequence[str], output: str, options: BatchOptions, *, eng
                 summary.add(row)
                 on_row(summary, row)
                 if len(buffer) >= flush_every or time.perf_counter() - last_flush >= flush_seconds:
-                    sink.write(buffer)
-                    buffer, last_flush = [], time.perf_counter()
+                    with _interrupts_held():  # else a Ctrl-C or SIGTERM right after the write wrote it twice
+                        sink.write(buffer)
+                        buffer, last_flush = [], time.perf_counter()
         except KeyboardInterrupt:
             summary.interrupted = True
         finally:  # also when the engine fails: keep what was scanned
