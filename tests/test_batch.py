@@ -197,6 +197,37 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(photos, tmp_path, engine):
     assert 4 <= len(rows) < N_KILLED and len({r["path"] for r in rows}) == len(rows)
 
 
+def test_an_interrupt_right_after_a_flush_does_not_write_it_twice(photos, tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM) landing just after a flush's write, before the flushed rows were forgotten,
+    wrote them again when the run stopped (CI: 8 rows for 4 photos). Deterministic here: the write
+    itself sends the signal as it returns."""
+    from catscanner.batch import run as run_module
+    from catscanner.batch.options import BatchOptions
+    from catscanner.batch.rows import model_version
+    from catscanner.runtime.contract import ModelFiles
+
+    real_open = run_module.open_sink
+
+    def open_interrupting(*args, **kwargs):
+        sink = real_open(*args, **kwargs)
+        write = sink.write
+
+        def write_then_interrupt(rows):
+            write(rows)
+            if rows:
+                os.kill(os.getpid(), signal.SIGINT)
+        sink.write = write_then_interrupt
+        return sink
+
+    monkeypatch.setattr(run_module, "open_sink", open_interrupting)
+    out = tmp_path / "results.jsonl"
+    options = BatchOptions(model_version=model_version(ModelFiles.resolve(None)), threads=1)
+    summary = run_module.run_batch([str(p) for p in photos[:12]], str(out), options, flush_every=4)
+    rows = read_rows(out)
+    assert summary.interrupted
+    assert len(rows) == len({r["path"] for r in rows}) == 4
+
+
 def test_output_is_not_overwritten_and_models_are_not_mixed(cat_photo, tmp_path):
     out = tmp_path / "results.jsonl"
     out.write_text(json.dumps({"path": str(cat_photo), "size": 1, "mtime_ns": 1, "model_version": "0.0.1+000000000000"}) + "\n")
