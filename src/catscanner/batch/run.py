@@ -103,8 +103,8 @@ def _interrupts_held() -> Iterator[None]:
     finally:
         for s, handler in before.items():
             signal.signal(s, handler)
-        if held:
-            raise KeyboardInterrupt
+    if held:  # only when the block ended well: a failed write's own error is the one to report
+        raise KeyboardInterrupt
 
 
 def run_batch(sources: Sequence[str], output: str, options: BatchOptions, *, engine: str = "local",
