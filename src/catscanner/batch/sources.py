@@ -158,11 +158,12 @@ def _glob_local(pattern: str, warnings: list[str]) -> list[str]:
         rel = "" if rel == "." else rel.replace(os.sep, "/") + "/"
         if depth is not None and rel.count("/") >= depth:
             dirs.clear()  # the pattern reaches no deeper
-        for d in [d for d in dirs if depth is None and os.path.islink(os.path.join(here, d))]:
-            dirs.remove(d)
-            if hidden_ok or not d.startswith("."):
-                warnings.append(f"{os.path.join(here, d)}: a linked folder, not followed under ** "
-                                "(name it on its own to scan it).")
+        elif depth is None:  # under **: linked folders are not followed
+            for d in [d for d in dirs if os.path.islink(os.path.join(here, d))]:
+                dirs.remove(d)
+                if hidden_ok or not d.startswith("."):
+                    warnings.append(f"{os.path.join(here, d)}: a linked folder, not followed under ** "
+                                    "(name it on its own to scan it).")
         dirs[:] = sorted(d for d in dirs if hidden_ok or not d.startswith("."))
         matches += [os.path.join(here, n) if base else rel + n for n in names
                     if (hidden_ok or not n.startswith(".")) and regex.match(rel + n)

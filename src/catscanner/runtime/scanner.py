@@ -237,4 +237,4 @@ def _note(det: Detection, has_breed_model: bool, threshold: float) -> str:
         return f"No cat detected (cat probability {det.best_probability:.0%}), so no breeds are reported."
     if not has_breed_model:
         return "No breed model is installed."
-    return f"No breed reached the threshold of {float(f'{threshold * 100:.10f}'):.10g} %: lower it to see the mix."
+    return f"No breed reached the threshold of {threshold * 100:.10g} %: lower it to see the mix."

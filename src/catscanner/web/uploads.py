@@ -61,11 +61,13 @@ async def _limited_chunks(request: Request, limits: UploadLimits, body_limit: in
     def too_slow_at() -> float:  # past the idle allowance, min_rate bytes for every second since, or cut
         return start + limits.idle_timeout + received / limits.min_rate if limits.min_rate else end
 
+    too_long = lambda: _timed_out(limits, f"took longer than {limits.deadline:.0f} s")  # noqa: E731
+    too_slow = lambda: _timed_out(limits, f"came slower than {limits.min_rate / 1024:g} KiB/s")  # noqa: E731
     try:
         while True:
             now = time.monotonic()
             if now >= end:
-                raise _timed_out(limits, f"took longer than {limits.deadline:.0f} s")
+                raise too_long()
             try:  # judged after a read, so bytes the server already holds count (a busy loop reads late)
                 chunk = await asyncio.wait_for(anext(stream), min(limits.idle_timeout, end - now,
                                                                   max(0.05, too_slow_at() - now)))
@@ -74,15 +76,15 @@ async def _limited_chunks(request: Request, limits: UploadLimits, body_limit: in
             except TimeoutError:
                 now = time.monotonic()
                 if now >= end:
-                    raise _timed_out(limits, f"took longer than {limits.deadline:.0f} s") from None
+                    raise too_long() from None
                 if now >= too_slow_at() and received:
-                    raise _timed_out(limits, f"came slower than {limits.min_rate / 1024:g} KiB/s") from None
+                    raise too_slow() from None
                 raise _timed_out(limits, f"sent nothing for {limits.idle_timeout:.0f} s") from None
             received += len(chunk)
             if received > body_limit:
                 raise too_large(limits.max_bytes)
             if time.monotonic() >= too_slow_at():
-                raise _timed_out(limits, f"came slower than {limits.min_rate / 1024:g} KiB/s")
+                raise too_slow()
             yield chunk
     except ClientDisconnect:
         raise ApiError(400, "disconnected", "The upload was interrupted before it finished.") from None
